@@ -42,7 +42,7 @@ def serialize(track_id: int, label_indices, features: np.ndarray, dtype: str = "
         "frames": _int64([array.shape[1]]),
         "features": tf.train.Feature(bytes_list=tf.train.BytesList(value=[array.tobytes()])),
     }))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def parse(serialized, dtype: str = "float32", num_tags: int = NUM_TAGS):
@@ -77,3 +77,10 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 
 def shard_pattern(split: str) -> str:
     return f"{split}-*-of-*.tfrecord"
+
+
+def decode_header(serialized: bytes):
+    """(track_id, label_indices, frames) without touching the feature bytes (for inspection)."""
+    f = tf.train.Example.FromString(serialized).features.feature
+    return (int(f["track_id"].int64_list.value[0]), list(f["labels"].int64_list.value),
+            int(f["frames"].int64_list.value[0]))

@@ -28,3 +28,8 @@ def describe() -> dict:
 
 # Importing the modules fills the registry.
 from tfmood.models import mobilenetv2  # noqa: E402,F401
+from tfmood.models import vggish  # noqa: E402,F401
+from tfmood.models import attention  # noqa: E402,F401
+from tfmood.models import cp_resnet, fa_resnet, shake_fa_resnet  # noqa: E402,F401
+from tfmood.models import efficientnet  # noqa: E402,F401
+from tfmood.models import vqvae  # noqa: E402,F401

@@ -7,16 +7,15 @@ a free time axis. The padding layers keep the reference padding, which is valid 
 
 import keras
 
-from tfmood.models.weights import imagenet_weights
+from tfmood.models.weights import build_application
 
 _REFERENCE_FRAMES = 64  # any even width works; ImageNet weights do not depend on it
 
 
 def variable_length_backbone(app_name: str, bands: int, imagenet: bool = False, **kwargs):
     """`keras.applications.<app_name>(include_top=False)` on `[bands, None, 3]` input."""
-    factory = getattr(keras.applications, app_name)
-    fixed = factory(include_top=False, weights=imagenet_weights(imagenet, app_name),
-                    input_shape=(bands, _REFERENCE_FRAMES, 3), **kwargs)
+    fixed = build_application(app_name, imagenet, include_top=False, input_shape=(bands, _REFERENCE_FRAMES, 3),
+                              **kwargs)
     free = keras.models.clone_model(fixed, input_tensors=keras.Input((bands, None, 3)))
     free.set_weights(fixed.get_weights())
     return free

@@ -1,0 +1,108 @@
+"""MTG's published baseline weights: the torch-free reader, and the Keras port against the PyTorch original."""
+
+import collections
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfmood import mtg_baseline
+from tfmood.mtg_baseline import load_mtg_vggish, read_torch_state_dict
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WEIGHTS = SHARED / "jamendo" / "baseline" / "best_model.pth"
+
+
+def _weights():
+    if not WEIGHTS.is_file():
+        pytest.skip(f"MTG baseline weights not found at {WEIGHTS}")
+    return WEIGHTS
+
+
+def _torch_cnn(torch, num_tags):
+    """MTG's `CNN` (scripts/baseline/model.py) rewritten from systems.md F1, the reference for the port."""
+    nn = torch.nn
+
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn_init = nn.BatchNorm2d(1)
+            widths = [1, 64, 128, 128, 128, 64]
+            for i, pool in enumerate([(2, 4), (2, 4), (2, 4), (3, 5), (4, 4)], start=1):
+                setattr(self, f"conv_{i}", nn.Conv2d(widths[i - 1], widths[i], 3, padding=1))
+                setattr(self, f"bn_{i}", nn.BatchNorm2d(widths[i]))
+                setattr(self, f"mp_{i}", nn.MaxPool2d(pool))
+            self.dense = nn.Linear(64, num_tags)
+
+        def forward(self, x):
+            x = self.bn_init(x.unsqueeze(1))
+            for i in range(1, 6):
+                block = [getattr(self, f"{n}_{i}") for n in ("conv", "bn", "mp")]
+                x = block[2](nn.functional.elu(block[1](block[0](x))))
+            return torch.sigmoid(self.dense(nn.functional.dropout(x.flatten(1), 0.5, self.training)))
+
+    return CNN()
+
+
+def test_reader_matches_torch_load_on_mtg_file():
+    torch = pytest.importorskip("torch")
+    ours = read_torch_state_dict(_weights())
+    theirs = torch.load(_weights(), map_location="cpu", weights_only=True)
+    assert list(ours) == list(theirs)
+    for key, tensor in theirs.items():
+        assert ours[key].dtype == tensor.numpy().dtype and ours[key].shape == tuple(tensor.shape), key
+        np.testing.assert_array_equal(ours[key], tensor.numpy(), err_msg=key)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_reader_handles_views_and_both_formats(tmp_path, zip_format):
+    torch = pytest.importorskip("torch")
+    state = collections.OrderedDict(
+        transposed=torch.randn(3, 4).t(), sliced=torch.arange(10)[2:7], scalar=torch.tensor(3),
+        half=torch.ones(2, dtype=torch.float16))
+    path = tmp_path / "state.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    ours = read_torch_state_dict(path)
+    for key, tensor in state.items():
+        np.testing.assert_array_equal(ours[key], tensor.numpy(), err_msg=key)
+
+
+def test_reader_refuses_arbitrary_globals(tmp_path):
+    """A pickle that would call os.system must be rejected before anything runs."""
+    class Exploit:
+        def __reduce__(self):
+            import os
+            return os.system, ("echo pwned",)
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        for header in (mtg_baseline.LEGACY_MAGIC, 1001, {"little_endian": True}):
+            pickle.dump(header, f, protocol=2)
+        pickle.dump(collections.OrderedDict(x=Exploit()), f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="Refusing to load posix.system|Refusing to load os.system"):
+        read_torch_state_dict(path)
+
+
+def test_keras_port_matches_pytorch_original():
+    torch = pytest.importorskip("torch")
+    state = torch.load(_weights(), map_location="cpu", weights_only=True)
+    reference = _torch_cnn(torch, num_tags=state["dense.weight"].shape[0])
+    reference.load_state_dict(state, strict=True)
+    reference.eval()
+    model = load_mtg_vggish(_weights())
+
+    # MTG's mel values are 20*log10 power (about -100..+40); use that range so BN/ELU see realistic inputs.
+    x = (np.random.default_rng(0).standard_normal((2, 96, 1366)) * 20 - 40).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    received = np.asarray(model(x[..., None], training=False))
+    assert received.shape == expected.shape == (2, 56)
+    np.testing.assert_allclose(received, expected, atol=1e-4, rtol=0)
+
+
+def test_port_rejects_foreign_state_dict():
+    state = read_torch_state_dict(_weights())
+    state["extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="extra.weight"):
+        mtg_baseline.keras_weights(state)

@@ -1,0 +1,94 @@
+"""Spectrogram augmentations as graph-safe TF ops on batches `[batch, bands, frames]`.
+
+All of them work eagerly and inside `Dataset.map` (tests check both). They run on whole batches
+(vectorised) because per-example maps are the throughput bottleneck on a 2-core CPU.
+"""
+
+import tensorflow as tf
+
+
+def random_crop(features, crop_frames: int, count, seed=None):
+    """`count` crops of `crop_frames` from one track `[bands, frames]` -> `[count, bands, crop_frames]`.
+
+    Short tracks are first padded by repeating them (as the seeds do). Offsets are stratified: crop k
+    starts uniformly inside the k-th of `count` equal spans, so the crops cover the whole track.
+    """
+    features = tile_to_length(features, crop_frames)
+    frames = tf.shape(features)[1]
+    span = tf.cast(frames - crop_frames + 1, tf.float32) / tf.cast(count, tf.float32)
+    u = tf.random.uniform([count], seed=seed)
+    starts = tf.cast((tf.range(count, dtype=tf.float32) + u) * span, tf.int32)
+    starts = tf.minimum(starts, frames - crop_frames)
+    idx = starts[:, None] + tf.range(crop_frames)[None, :]           # [count, crop]
+    return tf.transpose(tf.gather(features, idx, axis=1), [1, 0, 2])  # [count, bands, crop]
+
+
+def tile_to_length(features, min_frames: int):
+    """Repeat a `[bands, frames]` track along time until it has at least `min_frames` frames."""
+    frames = tf.shape(features)[1]
+    reps = (min_frames + frames - 1) // frames
+    return tf.cond(frames < min_frames, lambda: tf.tile(features, [1, reps]), lambda: features)
+
+
+def evenly_spaced_segments(features, crop_frames: int, segments: int):
+    """`segments` evenly spaced crops `[segments, bands, crop]` covering the track (evaluation)."""
+    features = tile_to_length(features, crop_frames)
+    frames = tf.shape(features)[1]
+    starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(frames - crop_frames, tf.float32), segments)), tf.int32)
+    idx = starts[:, None] + tf.range(crop_frames)[None, :]
+    return tf.transpose(tf.gather(features, idx, axis=1), [1, 0, 2])
+
+
+def _band_masks(batch, size, num_masks, max_width, seed=None):
+    """[batch, size] bool: `num_masks` random bands of width in [0, max_width] per example."""
+    positions = tf.range(size)[None, None, :]
+    width = tf.random.uniform([batch, num_masks, 1], 0, max_width + 1, tf.int32, seed=seed)
+    # Uniform start in [0, size - width]: scale a uniform float, since TF's int sampler needs scalar bounds.
+    room = tf.cast(size - width + 1, tf.float32)
+    start = tf.cast(tf.random.uniform([batch, num_masks, 1], seed=seed) * room, tf.int32)
+    return tf.reduce_any((positions >= start) & (positions < start + width), axis=1)
+
+
+def spec_augment(x, probability=0.7, time_masks=2, freq_masks=2, max_time_fraction=0.15,
+                 max_freq_fraction=0.1, seed=None):
+    """SpecAugment (HCMUS 2020): with `probability`, mask bands of frequency and time, per example.
+
+    Masked cells take the example's minimum (as AMLAG/SELAB fill with `spec.min()`): in MTG's dB scale the
+    minimum is "silence", whereas zero would be a loud value.
+    """
+    shape = tf.shape(x)
+    batch, bands, frames = shape[0], shape[1], shape[2]
+    max_t = tf.cast(tf.cast(frames, tf.float32) * max_time_fraction, tf.int32)
+    max_f = tf.cast(tf.cast(bands, tf.float32) * max_freq_fraction, tf.int32)
+    fmask = _band_masks(batch, bands, freq_masks, max_f, seed)[:, :, None]
+    tmask = _band_masks(batch, frames, time_masks, max_t, seed)[:, None, :]
+    apply = (tf.random.uniform([batch], seed=seed) < probability)[:, None, None]
+    fill = tf.reduce_min(x, axis=[1, 2], keepdims=True)
+    return tf.where(apply & (fmask | tmask), fill, x)
+
+
+def sample_beta(shape, alpha, seed=None):
+    """Beta(alpha, alpha) from two gammas (TF has no stateless beta sampler in core)."""
+    a = tf.random.gamma(shape, alpha, seed=seed)
+    b = tf.random.gamma(shape, alpha, seed=seed)
+    return a / (a + b)
+
+
+def mixup(x, y, alpha: float, seed=None):
+    """Mixup (Zhang et al. 2018) with mixed targets: per-example lambda ~ Beta(alpha, alpha), partner = a
+    random permutation of the batch. Returns (x, y) of the same shapes."""
+    batch = tf.shape(x)[0]
+    lam = sample_beta([batch], alpha, seed)
+    perm = tf.random.shuffle(tf.range(batch), seed=seed)
+    lx = tf.reshape(lam, [-1] + [1] * (len(x.shape) - 1))
+    ly = lam[:, None]
+    return lx * x + (1 - lx) * tf.gather(x, perm), ly * y + (1 - ly) * tf.gather(y, perm)
+
+
+def rarest_tag(labels, tag_counts):
+    """Label balancing (HCMUS/SELAB): keep only the track's tag with the fewest training tracks."""
+    counts = tf.cast(tag_counts, tf.float32)
+    big = tf.reduce_max(counts) + 1.0
+    masked = tf.where(labels > 0, counts, big)
+    keep = tf.one_hot(tf.argmin(masked, axis=-1), tf.shape(labels)[-1], dtype=labels.dtype)
+    return tf.where(tf.reduce_any(labels > 0, axis=-1, keepdims=True), keep, labels)

@@ -1,0 +1,75 @@
+"""Feature kinds that `tools/convert.py` accepts, each a loader from an MTG-layout file to `[bands, frames]`.
+
+A registry, not an if/elif chain: adding a kind is adding a function. Every loader raises
+`BadTrack(reason)` for input that must not become a record; the converter reports it with the file.
+"""
+
+import os
+
+import numpy as np
+
+from tfmood.registry import Registry
+
+FEATURE_KINDS = Registry("feature kind")
+
+
+class BadTrack(ValueError):
+    """A track whose features cannot be converted; the message is the reason."""
+
+
+def validate(array: np.ndarray, bands: int) -> np.ndarray:
+    """Shared checks: 2-D `[bands, frames]`, the expected band count, at least one frame, all finite."""
+    if array.ndim != 2:
+        raise BadTrack(f"expected a 2-D array [bands, frames], got shape {array.shape}")
+    if array.shape[0] != bands:
+        raise BadTrack(f"wrong band count: expected {bands}, got {array.shape[0]} (shape {array.shape})")
+    if array.shape[1] == 0:
+        raise BadTrack("zero frames")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise BadTrack(f"expected floating-point features, got dtype {array.dtype}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise BadTrack(f"{int(bad.sum())} non-finite values (NaN or inf)")
+    return np.asarray(array, np.float32)
+
+
+def _load_npy(path: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise BadTrack("missing file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError, OSError, EOFError... for damaged files
+        raise BadTrack(f"unreadable npy ({type(e).__name__}: {e})") from None
+
+
+@FEATURE_KINDS.register("mel")
+def load_mel(path: str, bands: int = 96) -> np.ndarray:
+    """MTG's distributed mel-spectrograms: `NN/ID.npy`, float32 (96, frames), 20*log10 scale."""
+    return validate(_load_npy(path), bands)
+
+
+@FEATURE_KINDS.register("wavenet")
+def load_wavenet(path: str, bands: int = 16) -> np.ndarray:
+    """NSynth WaveNet-encoder features: (16, frames), or HCMUS's stored layout (1, frames, 16)."""
+    array = _load_npy(path)
+    if array.ndim == 3 and array.shape[0] == 1 and array.shape[2] == bands:
+        array = array[0].T
+    return validate(array, bands)
+
+
+@FEATURE_KINDS.register("audio")
+def load_audio_features(path: str, bands: int = 96) -> np.ndarray:
+    """Raw audio (mp3, ogg, flac, wav) through tfmood's MTG mel frontend."""
+    from tfmood import audio, frontend  # lazy: librosa is slow to import
+
+    if not os.path.exists(path):
+        raise BadTrack("missing file")
+    try:
+        mel = frontend.audio_to_mel(path)
+    except audio.AudioError as e:
+        raise BadTrack(str(e)) from None
+    return validate(mel, bands)
+
+
+FEATURE_SUFFIX = {"mel": ".npy", "wavenet": ".npy", "audio": None}  # None: keep PATH's own extension
+DEFAULT_BANDS = {"mel": 96, "wavenet": 16, "audio": 96}

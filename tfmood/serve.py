@@ -1,0 +1,63 @@
+"""Serve exported taggers over TF Serving's REST API on this machine (no Docker needed).
+
+    python -m tfmood.serve --model-base-path saved_models/tagger [--model-name tagger] [--port 8501]
+    python -m tfmood.serve --model-config-file saved_models/models.config
+    curl http://127.0.0.1:8501/v1/models/tagger
+    curl -d '{"instances": [[[0.0], [0.0], ...]]}' http://127.0.0.1:8501/v1/models/tagger:predict
+
+Serves the newest version folder of each model and picks up new ones every --poll-seconds. Binds 127.0.0.1
+unless --host says otherwise. See docs/serving.md for the routes, real TF Serving and what is not implemented.
+"""
+
+import argparse
+import logging
+
+from tfmood.serving.config import read_models_config
+from tfmood.serving.repository import Repository
+from tfmood.serving.server import MAX_REQUEST_BYTES, ModelServer
+
+
+def build_server(args):
+    """A ModelServer with every model's versions loaded once (then polled in the background)."""
+    if bool(args.model_base_path) == bool(args.model_config_file):
+        raise SystemExit("Give exactly one of --model-base-path or --model-config-file.")
+    if args.model_config_file:
+        repository = Repository(read_models_config(args.model_config_file))
+    else:
+        repository = Repository.single(args.model_base_path, args.model_name)
+    repository.poll()
+    if args.poll_seconds > 0:
+        repository.start_polling(args.poll_seconds)
+    return ModelServer(repository, args.host, args.port, args.max_request_bytes, args.enable_cors)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tfmood.serve", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model-base-path", help="folder of integer version folders (saved_models/NAME)")
+    parser.add_argument("--model-name", help="name in /v1/models/NAME (default: the base path's folder name)")
+    parser.add_argument("--model-config-file", help="TF Serving models.config for several models")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8501, help="REST port (default: 8501, 0 = any free port)")
+    parser.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES,
+                        help=f"larger request bodies get HTTP 413 (default: {MAX_REQUEST_BYTES})")
+    parser.add_argument("--poll-seconds", type=float, default=1.0,
+                        help="how often to look for new versions (default: 1; 0 = never)")
+    parser.add_argument("--enable-cors", action="store_true", help="send CORS headers (browser clients)")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
+
+    server = build_server(args)
+    print(f"Serving {', '.join(server.repository.configs)} on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Train a mood/theme tagger.
+
+Usage:
+    python -m tfmood.train --model mobilenetv2                       # built-in demo data, a few CPU minutes
+    python -m tfmood.train --model mobilenetv2 --data records/jamendo-mel --epochs 100 --batch-size 32
+    python -m tfmood.train --list-models
+
+Writes `runs/<name>/` (best.keras, summary.json, thresholds.tsv, TensorBoard logs, a backup that lets a
+killed run resume when the same command is re-run) and exports `saved_models/<name>/<version>/`.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from tfmood.training.config import DEMO_OVERRIDES, TrainConfig
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tfmood.train", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mobilenetv2", help="model name (see --list-models); default mobilenetv2")
+    p.add_argument("--list-models", action="store_true", help="print every model with a description and exit")
+    p.add_argument("--data", help="converted records folder (tools/convert.py); default: built-in demo data")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch size (split across replicas)")
+    p.add_argument("--crop-frames", type=int, help="training crop length in frames (default 960, demo 128)")
+    p.add_argument("--eval-segments", type=int, help="segments per track in evaluation (default 16)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha); 0 disables (default)")
+    p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false", default=None)
+    p.add_argument("--label-balancing", action="store_true", default=None,
+                   help="train on each track's rarest tag only (HCMUS/SELAB)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model builder option, JSON value, e.g. alpha=0.35 (repeatable)")
+    p.add_argument("--out", help="runs folder (default: runs)")
+    p.add_argument("--name", help="run and SavedModel name (default: the model name)")
+    p.add_argument("--export-dir", help="SavedModel base folder (default: saved_models)")
+    p.add_argument("--no-export", dest="export", action="store_false", default=None)
+    return p.parse_args(argv)
+
+
+def config_from_args(args) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if getattr(args, f.name, None) is not None}
+    cfg = TrainConfig(**values)
+    if args.data is None:  # demo defaults, unless the user set them explicitly
+        for key, value in DEMO_OVERRIDES.items():
+            if key not in values:
+                setattr(cfg, key, value)
+    for item in args.model_option:
+        key, _, raw = item.partition("=")
+        cfg.model_options = {**cfg.model_options, key: _json_or_str(raw)}
+    return cfg.validate()
+
+
+def _json_or_str(raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tfmood import models  # after argparse, so --help is instant
+    if args.list_models:
+        for name, line in models.describe().items():
+            print(f"{name:24s} {line}")
+        return 0
+    models.MODELS.get(args.model)  # fail fast with the list of known models
+    from tfmood.training.trainer import train
+    train(config_from_args(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

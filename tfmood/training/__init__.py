@@ -1,0 +1,1 @@
+"""Training: configuration, distribution strategy, callbacks and the `fit()`-based trainer."""

@@ -1,0 +1,109 @@
+"""The trainer: records -> tf.data -> model under a tf.distribute strategy -> fit() -> summary + SavedModel."""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+from tfmood import models
+from tfmood.data import demo, pipeline
+from tfmood.data.convert import read_manifest
+from tfmood.evaluation.metrics import official_metrics
+from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
+from tfmood.training import callbacks as cb
+from tfmood.training.config import TrainConfig
+from tfmood.training.strategy import get_strategy, is_chief
+
+
+@dataclasses.dataclass
+class RunPaths:
+    root: str
+
+    def __post_init__(self):
+        os.makedirs(self.root, exist_ok=True)
+
+    def __getattr__(self, name):
+        files = {"logs": "logs", "best": "best.keras", "backup": "backup", "summary": "summary.json",
+                 "history": "history.jsonl", "thresholds": "thresholds.tsv", "config": "config.json"}
+        if name in files:
+            return os.path.join(self.root, files[name])
+        raise AttributeError(name)
+
+
+def build_and_compile(cfg: TrainConfig, bands: int):
+    model = models.build(cfg.model, input_shape=(bands, None, 1), **cfg.model_options)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.AUC(curve="PR", multi_label=True, name="PR-AUC-macro"),
+                           keras.metrics.AUC(curve="ROC", multi_label=True, name="ROC-AUC-macro")])
+    return model
+
+
+def make_callbacks(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool):
+    evaluation = cb.TrackEvaluation(records, "validation", cfg.crop_frames, cfg.eval_segments,
+                                    cfg.batch_size, paths.history if chief else None)
+    checkpoint = keras.callbacks.ModelCheckpoint(paths.best, monitor=cb.MONITOR, mode="max", save_best_only=True,
+                                                 initial_value_threshold=cb.best_so_far(paths.history))
+    # Order matters: TrackEvaluation writes the validation figures that the others read.
+    return [evaluation,
+            checkpoint,
+            keras.callbacks.ReduceLROnPlateau(monitor=cb.MONITOR, mode="max", factor=0.1,
+                                              patience=cfg.plateau_patience),
+            keras.callbacks.EarlyStopping(monitor=cb.MONITOR, mode="max", patience=cfg.early_stopping_patience),
+            keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0),
+            keras.callbacks.BackupAndRestore(paths.backup),
+            cb.EpochPrinter(cfg.epochs)]
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, then evaluate the best checkpoint on validation, fit thresholds, export. Returns the summary."""
+    cfg.validate()
+    records = cfg.data or demo.ensure_demo_records(cfg.records_root)
+    bands = read_manifest(records)["bands"]
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = get_strategy()
+    chief = is_chief(strategy)
+    paths = RunPaths(os.path.join(cfg.out, cfg.run_name))
+    with open(paths.config, "w") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=1)
+    train_ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
+                                      spec_augment=cfg.spec_augment, mixup_alpha=cfg.mixup_alpha,
+                                      label_balancing=cfg.label_balancing, seed=cfg.seed)
+    with strategy.scope():
+        model = build_and_compile(cfg, bands)
+    print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
+          f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
+    model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=make_callbacks(cfg, paths, records, chief))
+    return finish(cfg, paths, records, chief)
+
+
+def finish(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool) -> dict:
+    """Score the best checkpoint on validation, fit per-tag thresholds, write summary.json and export."""
+    best = keras.models.load_model(paths.best)
+    _, scores, labels = pipeline.predict_tracks(best, records, "validation", cfg.crop_frames,
+                                                cfg.eval_segments, cfg.batch_size)
+    thresholds = fit_thresholds(labels, scores)
+    summary = {"model": cfg.model, "records": records, "checkpoint": paths.best,
+               "validation": official_metrics(labels, scores, decide(scores, thresholds)),
+               "note": "P/R/F use thresholds fitted on this same validation split (optimistic)."}
+    if chief:
+        save_thresholds(paths.thresholds, thresholds)
+        if cfg.export:
+            from tfmood.export import export_model
+            summary["saved_model"] = str(export_model(best, cfg.run_name, cfg.export_dir, thresholds,
+                                                      crop_frames=cfg.crop_frames, segments=cfg.eval_segments))
+        with open(paths.summary, "w") as f:
+            json.dump(summary, f, indent=1)
+    report(summary, paths)
+    return summary
+
+
+def report(summary, paths):
+    v = summary["validation"]
+    print(f"\nValidation PR-AUC-macro {v['PR-AUC-macro']:.4f}  ROC-AUC-macro {v['ROC-AUC-macro']:.4f}")
+    print(f"  best checkpoint  {paths.best}")
+    print(f"  summary          {paths.summary}")
+    print(f"  thresholds       {paths.thresholds}")
+    if "saved_model" in summary:
+        print(f"  SavedModel       {summary['saved_model']}")
+    print(f"  TensorBoard logs {paths.logs}\n  view them with   tensorboard --logdir {paths.logs}")
