@@ -32,8 +32,20 @@ def test_attention_mobilenetv2_passes_harness():
     run_model_test("attention_mobilenetv2", **TINY)
 
 
-def test_scores_are_the_mean_of_both_branches():
-    model = _tiny_model()
+def test_attention_resnet34_passes_harness():
+    tiny = {k: v for k, v in TINY.items() if k != "alpha"}
+    model = run_model_test("attention_resnet34", width=4, **tiny)
+    assert model.branches.get_layer("segment_resnet34_stage4_block3_add").output.shape[-1] == 32  # 8 x width
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """No dropout: the training-mode forward pass is then deterministic, so branch losses can be recomputed."""
+    return _tiny_model(dropout=0.0, attention_dropout=0.0)
+
+
+def test_scores_are_the_mean_of_both_branches(tiny):
+    model = tiny
     x, _ = _data(frames=50)
     branches = model.branches(x, training=False)
     np.testing.assert_allclose(model(x, training=False), (branches["att"] + branches["clf"]) / 2, atol=1e-7)
@@ -41,9 +53,8 @@ def test_scores_are_the_mean_of_both_branches():
 
 
 @pytest.mark.parametrize("loss", [keras.losses.BinaryCrossentropy(), keras.losses.BinaryFocalCrossentropy(gamma=2)])
-def test_training_loss_is_the_mean_of_branch_losses(loss):
-    # No dropout: the training-mode forward pass is then deterministic, so the branch losses can be recomputed.
-    model = _tiny_model(dropout=0.0, attention_dropout=0.0)
+def test_training_loss_is_the_mean_of_branch_losses(tiny, loss):
+    model = tiny
     x, y = _data()
     branches = model.branches(x, training=True)
     expected = (float(loss(y, branches["att"])) + float(loss(y, branches["clf"]))) / 2
@@ -54,13 +65,13 @@ def test_training_loss_is_the_mean_of_branch_losses(loss):
     np.testing.assert_allclose(float(np.ravel(reported)[0]), expected, rtol=1e-5)
 
 
-def test_compute_loss_reuses_the_forward_pass_behind_y_pred():
-    model = _tiny_model()
+def test_compute_loss_reuses_the_forward_pass_behind_y_pred(tiny, monkeypatch):
+    model = tiny
     model.compile(loss="binary_crossentropy")
     x, y = _data()
     y_pred = model(x, training=False)
     calls = []
-    model.branches.call = lambda *a, **k: calls.append(1)  # a second forward pass would hit this
+    monkeypatch.setattr(model.branches, "call", lambda *a, **k: calls.append(1))  # a second pass would hit this
     loss = model.compute_loss(x, y, y_pred, training=False)
     assert not calls and np.isfinite(float(loss))
 

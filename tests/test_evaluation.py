@@ -10,8 +10,8 @@ from sklearn.metrics import f1_score
 
 from tfmood import evaluate, metadata
 from tfmood.evaluation import (
-    METRIC_KEYS, average_snapshots, decide, fit_thresholds, load_thresholds, official_metrics, save_thresholds,
-    write_report, write_submission)
+    METRIC_KEYS, average_snapshots, decide, fit_thresholds, format_metrics, load_thresholds, official_metrics,
+    save_thresholds, write_report, write_submission)
 from tfmood.tags import NUM_TAGS, PREFIX, TAGS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -47,6 +47,7 @@ def test_official_metrics_reproduce_mtg_results(mtg):
     for key, value in results.items():
         assert round(value, 6) == mtg["results"][key], key
     assert round(results["PR-AUC-macro"], 6) == 0.107734
+    assert format_metrics(results) == (RESULTS / "baseline_vggish_results.tsv").read_text()  # MTG's layout
 
 
 def test_official_metrics_without_decisions_gives_auc_only():
@@ -64,6 +65,18 @@ def test_official_metrics_names_shapes_and_undefined_tags():
     gt[:, TAGS.index("sad")] = True
     with pytest.raises(ValueError, match=r"heavy \(0/120 positive\), sad \(120/120 positive\)"):
         official_metrics(gt, scores)
+
+
+def test_fast_average_precision_matches_sklearn_with_ties():
+    from sklearn.metrics import average_precision_score
+
+    from tfmood.evaluation.metrics import average_precision_per_tag, pr_auc_macro
+
+    gt, scores = synthetic(seed=6)
+    for s in (scores, np.round(scores, 1)):  # rounding creates many ties
+        np.testing.assert_allclose(average_precision_per_tag(gt, s), average_precision_score(gt, s, average=None),
+                                   rtol=0, atol=1e-12)
+        assert pr_auc_macro(gt, s) == pytest.approx(average_precision_score(gt, s, average="macro"), abs=1e-12)
 
 
 # === Thresholds ===
@@ -215,6 +228,14 @@ def test_evaluate_cli_labels_from_split_tsv_and_given_thresholds(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "test_track_ids.npy"), np.arange(500, 620))
 
 
+def test_saved_predictions_mode_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, tfmood.evaluate, tfmood.ensemble; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
 def test_evaluate_cli_rejects_mixed_modes(tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluate.main(["--predictions", "a.npy", "--model", "m.keras", "--out", str(tmp_path)])
@@ -304,7 +325,8 @@ def test_saved_model_signature_scores_like_the_keras_model(tiny_setup):
             return {"scores": self.model(mel[..., None], training=False)}
 
     serving = Serving()
-    tf.saved_model.save(serving, str(root / "saved_models" / "tiny" / "3"), signatures={"serving_default": serving.serve})
+    tf.saved_model.save(serving, str(root / "saved_models" / "tiny" / "3"),
+                        signatures={"serving_default": serving.serve})
     for name, path in (("keras2", root / "m.keras"), ("sm", root / "saved_models" / "tiny")):
         evaluate.main(["--model", str(path), *tiny_setup["args"], "--out", str(root / name)])
     for name in ("val_predictions", "test_predictions"):

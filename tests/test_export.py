@@ -99,7 +99,7 @@ def test_signature_defs_and_assets(exported):
     assert [r[0] for r in rows] == list(TAGS) and float(rows[2][1]) == pytest.approx(0.12)
     info = json.load(open(os.path.join(assets, "tfmood.json")))
     assert info["model"] == "tagger" and info["bands"] == BANDS and info["crop_frames"] == export.CROP_FRAMES
-    assert info["signatures"] == ["serving_default", "serve_waveform"]
+    assert info["signatures"] == ["serving_default", "serve_waveform"] and info["thresholds_file"] == "thresholds.tsv"
 
 
 def test_warmup_records_are_prediction_logs(exported):
@@ -175,6 +175,7 @@ def test_cli_exports_a_saved_keras_model(tmp_path):
     model_path = tmp_path / "best.keras"
     tiny_model(bands=8).save(model_path)
     path = export.main(["--model", str(model_path), "--name", "cli", "--out", str(tmp_path / "out"),
-                        "--version", "4"])
+                        "--version", "4", "--models-config", "--model-root", "/models"])
     assert path == str(tmp_path / "out" / "cli" / "4")
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert "base_path: '/models/cli'" in (tmp_path / "out" / "models.config").read_text()

@@ -1,14 +1,166 @@
-"""Every registered convolutional model passes the shared harness (tiny widths so each takes a few seconds)."""
+"""The convolutional model zoo: every model passes the shared harness (tiny options, a few seconds each),
+plus the architecture facts that the harness cannot see (CP-JKU's rho schedule, Shake-Shake, ImageNet errors)."""
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from model_harness import run_model_test
+from tfmood import models
+from tfmood.models.cp_resnet import kernel_schedule, max_receptive_field
+from tfmood.models.layers import FrequencyCoordinate, ShakeShake
 
 TINY = {
     "mobilenetv2": dict(alpha=0.35),
+    "efficientnet_b0": dict(),
+    "cp_resnet": dict(base_channels=8),
+    "fa_resnet": dict(base_channels=8),
+    "shake_fa_resnet": dict(base_channels=4),
+    "resnet34": dict(width=4),
+    "crnn": dict(channels=(8, 8, 8, 8), gru_units=8),
+    "rexnet_100": dict(width_mult=0.25),
+    "mixnet_s": dict(width_mult=0.25),
 }
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_model_harness(name):
     run_model_test(name, **TINY[name])
+
+
+def test_cp_resnet_attention_head():
+    run_model_test("cp_resnet", base_channels=4, attention_avg=True)
+
+
+def test_efficientnet_b0_duplicates_wavenet_bands():
+    """HCMUS's WaveNet setup on B0 (cheaper than B7): 16 bands tiled to 32 rows inside the model."""
+    model = models.build("efficientnet_b0", input_shape=(16, None, 1), duplicate_bands=2)
+    assert model.get_layer("duplicate_bands").output.shape[1] == 32
+    x = np.random.default_rng(0).standard_normal((1, 16, 40, 1)).astype("float32")
+    assert np.asarray(model(x)).shape == (1, 56)
+
+
+@pytest.mark.slow
+def test_efficientnet_b7_harness():
+    run_model_test("efficientnet_b7", input_shape=(16, None, 1), frames=(64, 37))
+
+
+@pytest.mark.slow
+def test_efficientnet_b7_builds_with_wavenet_defaults():
+    model = models.build("efficientnet_b7", input_shape=(16, None, 1))
+    assert model.get_layer("duplicate_bands").output.shape[1] == 32
+    assert 63e6 < model.count_params() < 68e6  # Keras's EfficientNetB7 trunk is 64.1 M parameters
+
+
+@pytest.mark.parametrize("rho, schedule", [
+    (5, [([3, 3, 3, 3], [1, 3, 3, 1]), ([1, 1, 1, 1], [1, 1, 1, 1]), ([1, 1, 1, 1], [1, 1, 1, 1])]),
+    (7, [([3, 3, 3, 3], [1, 3, 3, 3]), ([3, 1, 1, 1], [1, 1, 1, 1]), ([1, 1, 1, 1], [1, 1, 1, 1])]),
+])
+def test_rho_kernel_schedule_matches_systems_md(rho, schedule):
+    assert kernel_schedule(rho) == schedule
+
+
+def test_max_receptive_field_table():
+    table = {0: 23, 1: 31, 2: 39, 3: 55, 4: 71, 5: 87, 6: 103, 7: 135, 8: 167, 9: 199, 10: 231, 12: 295,
+             14: 359, 15: 391}
+    assert {rho: max_receptive_field(rho) for rho in table} == table
+
+
+def test_cp_resnet_kernels_and_stem_padding_follow_rho():
+    model = models.build("cp_resnet", input_shape=(256, None, 1), rho=5, base_channels=4)
+    assert model.get_layer("stage1_block4_conv2").kernel_size == (1, 1)
+    assert model.get_layer("stage1_block3_conv2").kernel_size == (3, 3)
+    stem = model.get_layer("stem_conv").output.shape
+    assert stem[1] == 127  # padding 1 (not "same"): floor((256 + 2 - 5) / 2) + 1
+    assert model.get_layer("stage1_pool4").output.shape[1] == 15  # 127 -> 63 -> 31 -> 15
+
+
+def test_cp_resnet_rejects_bad_rho():
+    with pytest.raises(ValueError, match="rho"):
+        models.build("cp_resnet", input_shape=(32, None, 1), rho=99)
+
+
+def test_frequency_coordinate_follows_current_height():
+    x = np.zeros((2, 4, 3, 5), "float32")
+    out = np.asarray(FrequencyCoordinate()(x))
+    assert out.shape == (2, 4, 3, 6)
+    np.testing.assert_allclose(out[0, :, 0, -1], [-1.0, -0.5, 0.0, 0.5])  # 2f/F - 1 for F = 4
+    np.testing.assert_allclose(out[1, :, 2, -1], out[0, :, 0, -1])  # constant along time and batch
+
+
+def test_fa_resnet_convs_see_the_extra_channel():
+    model = models.build("fa_resnet", input_shape=(32, None, 1), base_channels=4)
+    assert model.get_layer("stage1_block1_conv1").kernel.shape[2] == 4 + 1
+    assert model.get_layer("stage2_block1_conv2").kernel.shape[2] == 8 + 1
+
+
+def test_shake_shake_forward_is_random_in_training_and_half_at_inference():
+    layer = ShakeShake(seed=1)
+    first, second = np.ones((8, 2, 2, 3), "float32"), np.zeros((8, 2, 2, 3), "float32")
+    np.testing.assert_allclose(np.asarray(layer([first, second], training=False)), 0.5)
+    one, two = (np.asarray(layer([first, second], training=True)) for _ in range(2))
+    assert not np.allclose(one, two), "two training calls drew the same alpha"
+    assert np.ptp(one[:, 0, 0, 0]) > 0, "alpha is not drawn per sample"
+    np.testing.assert_allclose(one, one[:, :1, :1, :1] * np.ones_like(one))  # one alpha per sample
+    assert one.min() >= 0.0 and one.max() <= 1.0
+
+
+def test_shake_shake_backward_uses_an_independent_beta():
+    layer = ShakeShake(seed=2)
+    first = tf.Variable(np.ones((16, 1, 1, 1), "float32"))
+    second = tf.Variable(np.zeros((16, 1, 1, 1), "float32"))
+    with tf.GradientTape() as tape:
+        mixed = layer([first, second], training=True)  # = alpha per sample, since b1 = 1 and b2 = 0
+        total = tf.reduce_sum(mixed)
+    grad_first, grad_second = tape.gradient(total, [first, second])
+    alpha, beta = np.asarray(mixed).ravel(), np.asarray(grad_first).ravel()
+    assert np.all((beta >= 0) & (beta <= 1))
+    np.testing.assert_allclose(np.asarray(grad_second).ravel(), 1 - beta, atol=1e-6)
+    assert not np.allclose(alpha, beta), "the backward pass used the forward alpha"
+
+
+def test_shake_fa_resnet_is_deterministic_at_inference():
+    model = models.build("shake_fa_resnet", input_shape=(32, None, 1), base_channels=4)
+    x = np.random.default_rng(0).standard_normal((2, 32, 40, 1)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), np.asarray(model(x, training=False)))
+
+
+@pytest.mark.parametrize("name, reference", [("rexnet_100", 4_796_873), ("mixnet_s", 4_134_606),
+                                             ("resnet34", 21_797_672)])
+def test_timm_rebuilds_match_reference_parameter_counts(name, reference):
+    """Trainable parameters of the bare 224x224x3 ImageNet classifier; timm reports 4.80 M / 4.13 M, torchvision
+    21,797,672 for ResNet-34."""
+    model = models.build(name, input_shape=(224, 224, 3), imagenet_classes=1000)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == reference
+
+
+def test_rexnet_channels_grow_linearly():
+    from tfmood.models.rexnet import block_config
+    assert [c for c, *_ in block_config()] == [16, 27, 38, 50, 61, 72, 84, 95, 106, 117, 128, 140, 151, 162,
+                                               174, 185]
+
+
+def test_mixnet_block_strings_decode():
+    from tfmood.models.mixnet import parse_block
+    spec = parse_block("ir_r2_k3.5.7.9_a1.1_p1.1_s1_e3_c120_se0.5_nsw")
+    assert spec == dict(type="ir", repeats=2, kernels=[3, 5, 7, 9], expand_kernels=[1, 1], project_kernels=[1, 1],
+                        stride=1, expansion=3.0, channels=120, se=0.5, act="swish")
+    assert parse_block("ds_r1_k3_s1_e1_c16")["act"] == "relu"
+
+
+def test_imagenet_download_failure_says_what_to_do(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: Network is unreachable")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(RuntimeError, match="network access"):
+        models.build("efficientnet_b0", input_shape=(32, None, 1), imagenet=True)
+
+
+def test_builders_have_one_line_descriptions():
+    described = models.describe()
+    for name in TINY:
+        assert 20 < len(described[name]) <= 120, f"{name}: {described[name]!r}"

@@ -2,6 +2,7 @@
 
 import collections
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,41 @@ def test_keras_port_matches_pytorch_original():
     np.testing.assert_allclose(received, expected, atol=1e-4, rtol=0)
 
 
+def test_without_torch_the_restricted_reader_is_used(monkeypatch):
+    ours = read_torch_state_dict(_weights())
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    state = mtg_baseline.load_state_dict(_weights())
+    assert list(state) == list(ours) and all(np.array_equal(state[k], ours[k]) for k in ours)
+    model = load_mtg_vggish(_weights())
+    np.testing.assert_array_equal(model.get_layer("dense").get_weights()[0], ours["dense.weight"].T)
+
+
 def test_port_rejects_foreign_state_dict():
     state = read_torch_state_dict(_weights())
     state["extra.weight"] = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="extra.weight"):
         mtg_baseline.keras_weights(state)
+
+
+@pytest.mark.slow
+def test_import_tool_exports_servable_model(tmp_path):
+    """tools/import_mtg_baseline.py end to end: the SavedModel scores like the Keras port, thresholds shipped."""
+    import importlib.util
+
+    import tensorflow as tf
+
+    thresholds = SHARED / "jamendo" / "results" / "baseline_vggish_thresholds.txt"
+    tool = Path(__file__).resolve().parents[1] / "tools" / "import_mtg_baseline.py"
+    spec = importlib.util.spec_from_file_location("import_mtg_baseline", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = module.main([str(_weights()), "--name", "mtg-vggish", "--out", str(tmp_path),
+                        "--thresholds", str(thresholds)])
+
+    x = (np.random.default_rng(1).standard_normal((2, 96, 1366)) * 20 - 40).astype(np.float32)
+    served = tf.saved_model.load(path).signatures["serving_default"](mel=tf.constant(x))["scores"].numpy()
+    np.testing.assert_allclose(served, np.asarray(load_mtg_vggish(_weights())(x[..., None])), atol=1e-5)
+    shipped = [float(line.split("\t")[1]) for line in (Path(path) / "assets" / "thresholds.tsv").read_text().split("\n")
+               if line]
+    mtg = [float(line.split("\t")[1]) for line in thresholds.read_text().split("\n") if line.strip()]
+    np.testing.assert_allclose(shipped, mtg, rtol=1e-5)

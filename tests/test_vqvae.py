@@ -37,6 +37,21 @@ def test_codebook_picks_the_nearest_code():
     np.testing.assert_allclose(layer(z_e), codes[brute], atol=1e-6)
 
 
+@pytest.mark.parametrize("dilation, frames", [(2, 13), (16, 37), (4, 8)])
+def test_halving_dilated_conv_matches_pytorch_stride_2_dilated_conv(dilation, frames):
+    layer = vqvae.HalvingDilatedConv(3, dilation)
+    x = np.random.default_rng(5).normal(size=(2, 16, frames, 2)).astype("float32")
+    layer.build(x.shape)
+    kernel, bias = layer.conv.kernel, layer.conv.bias
+    layer.conv.bias.assign(np.arange(3, dtype="float32"))
+    out = np.asarray(layer(x))
+    # PyTorch Conv2d(k=(4,3), stride=(2,1), padding=(1,d), dilation=(1,d)) = stride-1 dilated conv, every 2nd row
+    padded = np.pad(x, ((0, 0), (1, 1), (dilation, dilation), (0, 0)))
+    full = tf.nn.conv2d(padded, kernel, strides=1, padding="VALID", dilations=[1, 1, dilation, 1]) + bias
+    np.testing.assert_allclose(out, np.asarray(full)[:, ::2], atol=1e-5)
+    assert out.shape == (2, 8, frames, 3)
+
+
 def test_straight_through_passes_the_upstream_gradient_to_the_encoder():
     layer = _quantizer()
     z_e = tf.Variable(np.random.default_rng(2).normal(size=(2, 3, 4)).astype("float32"))

@@ -92,6 +92,16 @@ def from_model(args) -> dict:
     return parts
 
 
+def provenance(args) -> dict:
+    """Where the scores came from, recorded in metrics.json."""
+    if args.model:
+        return {"model": args.model, "snapshots": args.snapshots, "data": args.data, "split": args.split,
+                "val_split": args.val_split, "segments": args.segments, "crop_frames": args.crop_frames,
+                "thresholds": args.thresholds}
+    return {"predictions": args.predictions, "groundtruth": args.groundtruth,
+            "val_predictions": args.val_predictions, "thresholds": args.thresholds}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     parts = from_files(args) if args.predictions else from_model(args)
@@ -99,14 +109,12 @@ def main(argv=None) -> dict:
         save_part(args.out, part, predictions, groundtruth, track_ids)
     val_predictions, val_groundtruth, _ = parts.get("val", (None, None, None))
     test_predictions, test_groundtruth, _ = parts["test"]
-    source = {"model": args.model, "snapshots": args.snapshots, "data": args.data, "split": args.split,
-              "segments": args.segments, "crop_frames": args.crop_frames} if args.model else {
-        "predictions": args.predictions, "groundtruth": args.groundtruth}
     results = evaluate_run(
         args.out, test_predictions, test_groundtruth,
         thresholds=load_thresholds(args.thresholds) if args.thresholds else None,
         val_predictions=val_predictions, val_groundtruth=val_groundtruth,
-        title=f"tfmood evaluation: {args.model or args.predictions}", extra={"source": source}, figure=args.figure)
+        title=f"tfmood evaluation: {args.model or args.predictions}", extra={"source": provenance(args)},
+        figure=args.figure)
     print(format_table(results))
     if val_predictions is None and not args.thresholds:
         print("No thresholds (pass --thresholds or --val-predictions + --val-groundtruth): AUC metrics only, "

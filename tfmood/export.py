@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfmood
-from tfmood.serving.config import write_models_config  # noqa: F401  (re-exported: part of the export API)
+from tfmood.serving.config import write_models_config
 from tfmood.serving.warmup import write_warmup_requests
 from tfmood.tags import TAGS
 
@@ -240,7 +240,8 @@ def _write_assets(path, name, tags, thresholds, info):
     if thresholds is not None:
         (assets / "thresholds.tsv").write_text("".join(f"{t}\t{v:.6g}\n" for t, v in zip(tags, thresholds)))
     meta = dict(model=name, tfmood_version=tfmood.__version__, sample_rate=SAMPLE_RATE,
-                num_tags=len(tags), thresholds=thresholds is not None, **info)
+                num_tags=len(tags),
+                thresholds_file="thresholds.tsv" if thresholds is not None else None, **info)
     (assets / "tfmood.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -278,8 +279,8 @@ def _check_positive(**values):
 # === CLI ===
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tfmood.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tfmood.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a saved Keras model (.keras)")
     parser.add_argument("--name", required=True, help="model name in the serving URL /v1/models/NAME")
     parser.add_argument("--thresholds", help="tag<TAB>threshold TSV to ship as assets/thresholds.tsv")
@@ -287,6 +288,10 @@ def main(argv=None):
     parser.add_argument("--out", default="saved_models", help="base directory (default: saved_models)")
     parser.add_argument("--crop-frames", type=int, default=CROP_FRAMES, help="waveform signature crop length")
     parser.add_argument("--segments", type=int, default=SEGMENTS, help="waveform signature crops per clip")
+    parser.add_argument("--models-config", action="store_true",
+                        help="also (re)write OUT/models.config listing every model folder in OUT")
+    parser.add_argument("--model-root", help="base_path prefix in models.config, e.g. /models inside Docker "
+                                             "(default: absolute local paths)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -295,6 +300,9 @@ def main(argv=None):
     path = export_model(model, args.name, args.out, args.thresholds, args.version,
                         crop_frames=args.crop_frames, segments=args.segments)
     print(path)
+    if args.models_config:
+        names = sorted(p.name for p in Path(args.out).iterdir() if p.is_dir() and next_version(p) > 1)
+        print(write_models_config(args.out, names, model_root=args.model_root))
     return path
 
 

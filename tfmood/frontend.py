@@ -9,6 +9,7 @@ The recipe is MTG's `scripts/melspectrograms.py` (Essentia), reproduced op for o
 1. 12 kHz mono; frames of 512 samples every 256, the first centred on sample 0 (Essentia's
    FrameGenerator(startFromZero=False)): frame k covers samples [256k - 256, 256k + 256), zeros outside
    the signal, and frames continue while their start is before the end, so n_frames = ceil(N/256) + 1.
+   Decoding and resampling (tfmood.audio, `resampler="mtg"`) reproduce Essentia's MonoLoader(resampleQuality=4).
 2. Symmetric Hann window (Essentia's Windowing('hann', normalized=False) is numpy.hanning(512); its
    zero-phase rotation does not change magnitudes), |512-point FFT| -> 257 bins.
 3. 96 Slaney mel bands, 0-6000 Hz, unit-area (Slaney-normalised) triangles applied to the *power* spectrum.
@@ -30,7 +31,7 @@ F_MIN = 0.0
 F_MAX = 6000.0
 POWER_FLOOR = 1e-10
 DB_SCALE = 20.0  # Essentia's lin2db (10*log10) with scale=2
-_BLOCK_FRAMES = 2048  # frames per numpy block: bounds memory on hour-long tracks
+_BLOCK_FRAMES = 4096  # frames per numpy block (~16 MB each): bounds memory on hour-long tracks
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,7 +63,8 @@ def log_mel_numpy(waveform) -> np.ndarray:
         stop = min(start + _BLOCK_FRAMES, frames)
         block = padded[start * HOP_LENGTH: (stop - 1) * HOP_LENGTH + FRAME_LENGTH]
         framed = np.lib.stride_tricks.sliding_window_view(block, FRAME_LENGTH)[::HOP_LENGTH]
-        power = np.abs(np.fft.rfft(framed * window, n=N_FFT, axis=-1)) ** 2
+        spectrum = np.fft.rfft(framed * window, n=N_FFT, axis=-1)
+        power = spectrum.real ** 2 + spectrum.imag ** 2
         out[:, start:stop] = DB_SCALE * np.log10(np.maximum(filterbank @ power.T, POWER_FLOOR))
     return out
 
@@ -87,8 +89,12 @@ def log_mel_tf(waveform):
     return (DB_SCALE / np.log(10.0)) * tf.math.log(tf.maximum(mel, POWER_FLOOR))
 
 
-def audio_to_mel(path) -> np.ndarray:
-    """Decode `path` (mp3/ogg/flac/wav) to 12 kHz mono and return its (96, frames) float32 log-mel."""
+def audio_to_mel(path, resampler="mtg") -> np.ndarray:
+    """Decode `path` (mp3/ogg/flac/wav) to 12 kHz mono and return its (96, frames) float32 log-mel.
+
+    `resampler="mtg"` reproduces MTG's linear resampling (see tfmood.audio), so the result matches MTG's
+    distributed .npy for the same decoded audio; pass e.g. "soxr_hq" for a band-limited resampler.
+    """
     from tfmood.audio import load_audio
 
-    return log_mel_numpy(load_audio(path, sample_rate=SAMPLE_RATE))
+    return log_mel_numpy(load_audio(path, sample_rate=SAMPLE_RATE, resampler=resampler))

@@ -96,13 +96,14 @@ def top_line(path, scores, tags, top=5) -> str:
     return f"{path}\t" + "  ".join(f"{tags[i]} {scores[i]:.3f}" for i in order)
 
 
-def predict_files(tagger, files, top=5, as_json=False, out=sys.stdout, err=sys.stderr) -> int:
-    """Score every file, print one line each; return the number of files that failed."""
+def predict_files(tagger, files, top=5, as_json=False, out=None, err=None) -> int:
+    """Score every file, print one line each to `out` (errors to `err`); return the number of failures."""
     from tqdm import tqdm
 
     from tfmood.audio import AudioError
     from tfmood.frontend import audio_to_mel
 
+    out, err = out or sys.stdout, err or sys.stderr
     failed = 0
     for path in tqdm(files, desc="tagging", unit="file", disable=len(files) < 2, file=err):
         try:

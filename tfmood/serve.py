@@ -2,8 +2,9 @@
 
     python -m tfmood.serve --model-base-path saved_models/tagger [--model-name tagger] [--port 8501]
     python -m tfmood.serve --model-config-file saved_models/models.config
-    curl http://127.0.0.1:8501/v1/models/tagger
-    curl -d '{"instances": [[[0.0], [0.0], ...]]}' http://127.0.0.1:8501/v1/models/tagger:predict
+    curl http://127.0.0.1:8501/v1/models/tagger                  # status
+    curl http://127.0.0.1:8501/v1/models/tagger/metadata         # signatures
+    curl -d @request.json http://127.0.0.1:8501/v1/models/tagger:predict
 
 Serves the newest version folder of each model and picks up new ones every --poll-seconds. Binds 127.0.0.1
 unless --host says otherwise. See docs/serving.md for the routes, real TF Serving and what is not implemented.
@@ -26,14 +27,18 @@ def build_server(args):
     else:
         repository = Repository.single(args.model_base_path, args.model_name)
     repository.poll()
+    for name, config in repository.configs.items():
+        if not repository.servables[name]:
+            logging.warning("No version folders under %s yet: %s answers 404 until one appears.",
+                            config.base_path, name)
     if args.poll_seconds > 0:
         repository.start_polling(args.poll_seconds)
     return ModelServer(repository, args.host, args.port, args.max_request_bytes, args.enable_cors)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tfmood.serve", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tfmood.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", help="folder of integer version folders (saved_models/NAME)")
     parser.add_argument("--model-name", help="name in /v1/models/NAME (default: the base path's folder name)")
     parser.add_argument("--model-config-file", help="TF Serving models.config for several models")
@@ -45,7 +50,11 @@ def main(argv=None):
                         help="how often to look for new versions (default: 1; 0 = never)")
     parser.add_argument("--enable-cors", action="store_true", help="send CORS headers (browser clients)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
 

@@ -111,7 +111,7 @@ def is_done(task: ShardTask, options: Options) -> bool:
         return json.load(f).get("fingerprint") == fingerprint(task, options)
 
 
-def convert_shard(task: ShardTask, options: Options, progress=None) -> dict:
+def convert_shard(task: ShardTask, options: Options, tick=None) -> dict:
     """Write one shard (temp name, then rename). Returns its summary; `bad` lists bad tracks."""
     import tensorflow as tf  # workers import TF themselves (spawned processes)
 
@@ -129,14 +129,14 @@ def convert_shard(task: ShardTask, options: Options, progress=None) -> dict:
             except feature_kinds.BadTrack as e:
                 entry = {"track": track.name, "file": path, "reason": str(e)}
                 summary["bad"].append(entry)
-                if progress is not None:
-                    progress.put(1)
+                if tick:
+                    tick(1)
                 continue
             writer.write(schema.serialize(track.track_id, [tag_index(t) for t in track.tags], feats,
                                           options.dtype))
             _count(summary, track, feats.shape[1])
-            if progress is not None:
-                progress.put(1)
+            if tick:
+                tick(1)
     if summary["bad"] and not options.skip_bad:
         os.remove(tmp)  # a strict run never leaves a shard that lacks a track
         return summary
@@ -162,9 +162,16 @@ def _atomic_json(path, obj):
     os.replace(tmp, path)
 
 
+def remove_stale_temporaries(out_dir):
+    """Delete half-written `*.tmp-<pid>` files left by a killed run (one converter per folder at a time)."""
+    for name in os.listdir(out_dir):
+        if ".tmp-" in name:
+            os.remove(os.path.join(out_dir, name))
+
+
 def _worker(args):
     task, options, progress = args
-    return task, convert_shard(task, options, progress)
+    return task, convert_shard(task, options, progress.put)
 
 
 def run(splits: dict, options: Options, num_shards: int = 16, workers: int = None, show_progress=True) -> dict:
@@ -173,6 +180,7 @@ def run(splits: dict, options: Options, num_shards: int = 16, workers: int = Non
 
     options.validate()
     os.makedirs(options.out_dir, exist_ok=True)
+    remove_stale_temporaries(options.out_dir)
     tasks = plan(splits, num_shards)
     todo = [t for t in tasks if not is_done(t, options)]
     results = {t: _read_sidecar(t, options) for t in tasks if t not in todo}
@@ -192,7 +200,9 @@ def run(splits: dict, options: Options, num_shards: int = 16, workers: int = Non
 
 
 def _run_tasks(todo, options, workers, bar):
-    """Run shard tasks on a spawn pool (TF is not fork-safe), ticking `bar` per track."""
+    """Run shard tasks in-process (1 worker) or on a spawn pool (TF is not fork-safe), ticking `bar`."""
+    if workers == 1:
+        return {t: convert_shard(t, options, bar.update) for t in todo}
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager, ctx.Pool(workers) as pool:
         progress = manager.Queue()

@@ -53,17 +53,21 @@ def _draw_tags(i: int, rng: np.random.Generator, popularity: np.ndarray) -> tupl
     return tuple(sorted({first, *extra.tolist()}))
 
 
-def generate(root: str, seed: int = 0) -> dict:
-    """Write `root/splits/*.tsv` and `root/features/NN/ID.npy`. Returns split -> [Track]."""
+def generate(root: str, seed: int = 0, sizes: dict = None, frame_range: tuple = FRAME_RANGE) -> dict:
+    """Write `root/splits/*.tsv` and `root/features/NN/ID.npy`. Returns split -> [Track].
+
+    `sizes` (split -> tracks, default `SPLIT_SIZES`) and `frame_range` shrink it for tests; keep every
+    split at >= 56 tracks so that every tag occurs in it.
+    """
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, NUM_TAGS + 1) ** 0.8
     popularity = rng.permutation(popularity / popularity.sum())
     splits, next_id = {}, 1
-    for split_no, (split, size) in enumerate(SPLIT_SIZES.items()):
+    for split_no, (split, size) in enumerate((sizes or SPLIT_SIZES).items()):
         tracks = []
         for i in range(size):
             tags = _draw_tags(i, rng, popularity)
-            frames = int(rng.integers(*FRAME_RANGE))
+            frames = int(rng.integers(*frame_range))
             track = metadata.Track(track_id=next_id, artist_id=f"artist_{split_no:03d}{i // 4:03d}",
                                    album_id=f"album_{split_no:03d}{i // 2:04d}", path=f"{next_id % 100:02d}/{next_id}.mp3",
                                    duration=frames * 256 / 12000, tags=tuple(TAGS[t] for t in tags))

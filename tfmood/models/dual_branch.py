@@ -31,6 +31,10 @@ class DualBranchTagger(keras.Model):
         # === Layers ===
         self.branches = branches
         self._memo = threading.local()
+        self.build(branches.input_shape)  # built like a functional model: count_params/summary work at once
+
+    def build(self, input_shape):
+        pass  # `branches` is a built functional model: nothing to create
 
     def call(self, inputs, training=None):
         outputs = self.branches(inputs, training=training)

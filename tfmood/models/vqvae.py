@@ -19,8 +19,7 @@ Differs from Taiinn, and why:
   high-frequency end up to the next such size; the reconstruction target is the padded input.
 - Input scaling: Taiinn min-maxes log(1 + 10000 mel) to about [-0.9, 0.9] to suit the tanh output; MTG features
   are dB, so `input_scale` (default 0.01, AMLAG's /100) maps them near [-1, 0.5]. [UNVERIFIED] choice.
-- Keras refuses stride and dilation together, so each frequency-strided dilated conv runs at stride 1 and keeps
-  every other row (identical output, twice the arithmetic in those four layers).
+- Keras refuses stride and dilation together: `HalvingDilatedConv` computes the same conv via time_to_batch.
 - GRU head: the first LayerNorm normalises each time step over features (Taiinn's LayerNorm((512, 512)) also
   normalises over time with a per-time affine, which ties the model to 512 steps).
 - CNN head: Taiinn's flatten-to-1280 fits no input shape ([UNVERIFIED], §E4); pools use 'same' padding and a
@@ -50,7 +49,8 @@ class PadBands(layers.Layer):
         self.bands = int(bands)
 
     def call(self, x):
-        return ops.pad(x, [(0, 0), (0, self.bands - x.shape[1]), (0, 0), (0, 0)])
+        missing = self.bands - ops.shape(x)[1]  # dynamic: tf.data batches may not carry a static band count
+        return ops.pad(x, [(0, 0), (0, missing), (0, 0), (0, 0)])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.bands, *input_shape[2:])
@@ -60,14 +60,39 @@ class PadBands(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfmood")
-class KeepEvenRows(layers.Layer):
-    """`x[:, ::2]`: turns a stride-1 conv into its frequency-stride-2 version."""
+class HalvingDilatedConv(layers.Layer):
+    """PyTorch `Conv2d(k=(4, 3), stride=(2, 1), padding=(1, d), dilation=(1, d))`: halves frequency, keeps time.
+
+    Keras refuses strides and dilation together, so the time dilation is done as magenta's WaveNet does it
+    (time_to_batch): the d interleaved time phases become batch items, an undilated (4, 3) conv with stride
+    (2, 1) runs on each, and the phases are woven back. Same arithmetic as PyTorch, none wasted.
+    """
+
+    def __init__(self, filters: int, dilation: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.dilation = int(filters), int(dilation)
+        self.conv = layers.Conv2D(self.filters, (4, 3), strides=(2, 1), name="conv")
+
+    def build(self, input_shape):
+        self.conv.build((None, input_shape[1] + 2, None, input_shape[3]))
 
     def call(self, x):
-        return x[:, ::2]
+        d, channels = self.dilation, x.shape[3]
+        batch, bands, frames = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
+        padded = (frames + d - 1) // d * d  # zeros past the end are what the conv's own padding would read
+        x = ops.pad(x, [(0, 0), (0, 0), (0, padded - frames), (0, 0)])
+        x = ops.reshape(ops.transpose(ops.reshape(x, (batch, bands, padded // d, d, channels)), (0, 3, 1, 2, 4)),
+                        (batch * d, bands, padded // d, channels))
+        y = self.conv(ops.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)]))
+        y = ops.reshape(y, (batch, d, ops.shape(y)[1], padded // d, self.filters))
+        y = ops.reshape(ops.transpose(y, (0, 2, 3, 1, 4)), (batch, ops.shape(y)[2], padded, self.filters))
+        return y[:, :, :frames]
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], None if input_shape[1] is None else (input_shape[1] + 1) // 2, *input_shape[2:])
+        return (input_shape[0], None if input_shape[1] is None else input_shape[1] // 2, input_shape[2], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "dilation": self.dilation}
 
 
 @keras.saving.register_keras_serializable(package="tfmood")
@@ -133,9 +158,8 @@ def vqvae_encoder(bands: int, code_dim: int = 256, num_codes: int = 1024, beta: 
     inputs = keras.Input((bands, None, 1), name="scaled_mel")
     x = inputs
     for i, dilation in enumerate((2, 4, 8, 16)):
-        x = layers.ZeroPadding2D(((1, 1), (dilation, dilation)), name=f"enc_pad{i + 1}")(x)
-        x = layers.Conv2D(code_dim, (4, 3), dilation_rate=(1, dilation), name=f"enc_conv{i + 1}")(x)
-        x = layers.ReLU(name=f"enc_relu{i + 1}")(_batch_norm(f"enc_bn{i + 1}")(KeepEvenRows(name=f"enc_stride{i + 1}")(x)))
+        x = HalvingDilatedConv(code_dim, dilation, name=f"enc_conv{i + 1}")(x)
+        x = layers.ReLU(name=f"enc_relu{i + 1}")(_batch_norm(f"enc_bn{i + 1}")(x))
     x = layers.ZeroPadding2D(((0, 0), (1, 1)), name="enc_pad5")(x)
     x = layers.Conv2D(code_dim, (5, 4), strides=(1, 2), name="enc_conv5")(x)
     z_e = res_block(res_block(x, "enc_res1"), "enc_res2")

@@ -64,7 +64,10 @@ class Servable:
 
     def predict(self, signature, tensors):
         """{output alias: numpy array} for {input name: array}; TF errors keep their status code."""
-        function = self._loaded.signatures[signature]
+        loaded = self._loaded  # a reference keeps the model alive if a poll unloads it mid-request
+        if loaded is None:
+            raise RestError.not_found(f"Servable not found for request: Specific({self.name}, {self.version})")
+        function = loaded.signatures[signature]
         for key, value in tensors.items():
             _check_shape(key, value.shape, self.signature_defs[signature].inputs[key].tensor_shape)
         try:

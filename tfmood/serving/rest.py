@@ -9,12 +9,14 @@
 404 that TF Serving gives paths outside /v1/.
 """
 
+import logging
 import re
 import urllib.parse
 
 from tfmood.serving import tensor_json
 from tfmood.serving.errors import RestError
 
+log = logging.getLogger(__name__)
 _V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 _SELECTOR = r"(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
 _POST = re.compile(r"/v1/models/([^/:]+)" + _SELECTOR + r":(classify|regress|predict)", re.IGNORECASE)
@@ -36,6 +38,9 @@ class RestApi:
             return 200, self._route(method.upper(), path, body)
         except RestError as error:
             return error.http_status, {"error": error.message}
+        except Exception as error:  # a bug must cost one request a JSON 500, not the server
+            log.exception("Internal error on %s %s", method, path)
+            return 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
 
     def _route(self, method, path, body):
         post, get = _POST.fullmatch(path), _GET.fullmatch(path)

@@ -185,7 +185,7 @@ def _check_level(value, level, shape, dtype):
 
 def _check_leaves(values, dtype, rank):
     accepted = _ACCEPTED[dtype.kind]
-    if all(type(v) in accepted for v in values):  # noqa: E721  (exact types: True is not a number here)
+    if set(map(type, values)).issubset(accepted):  # exact types, so True is not a number; C-speed on 1e5 values
         return
     for value in values:
         if type(value) in accepted or (dtype.kind == "O" and _is_b64(value)):

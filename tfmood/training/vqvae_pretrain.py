@@ -32,6 +32,7 @@ def pretrain(records_dir, out_path, epochs=1, batch_size=12, crop_frames=1024, s
              split="train", seed=None, verbose="auto") -> dict:
     """Train a VQ-VAE on `split` crops of `records_dir`, save it to `out_path` (.keras); returns the loss history."""
     import keras
+    import tensorflow as tf
     from tfmood.data import pipeline
     from tfmood.data.convert import read_manifest
     from tfmood.models.vqvae import build_vqvae
@@ -45,10 +46,13 @@ def pretrain(records_dir, out_path, epochs=1, batch_size=12, crop_frames=1024, s
     bands = int(read_manifest(records_dir)["bands"])
     crops = pipeline.train_dataset(records_dir, split, batch_size=batch_size, crop_frames=crop_frames,
                                    spec_augment=False, seed=seed)
-    crops = crops.map(lambda x, y: x)  # a VQ-VAE learns from x alone; every loss is added inside the model
+    # A VQ-VAE learns from x alone (every loss is added inside the model); the static shape lets Keras check it.
+    crops = crops.map(lambda x, y: tf.ensure_shape(x, (batch_size, bands, crop_frames, 1)))
+    if steps_per_epoch:  # a fixed number of steps per epoch: keep drawing crops across epoch boundaries
+        crops = crops.repeat()
     model = build_vqvae(bands, code_dim, num_codes, beta, input_scale, input_offset)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    history = model.fit(crops, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+    history = model.fit(crops, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose, shuffle=False)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     _save_atomic(model.save, out_path)
     _save_atomic(model.get_layer("vqvae_encoder").save_weights, encoder_weights_path(out_path))

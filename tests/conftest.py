@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny MTG-layout datasets and their converted records."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TINY_SIZES = {"train": 64, "validation": 56, "test": 56}
+
+
+def shared_path(*parts) -> Path:
+    """A file under ../shared/, or skip the test when the shared folder is absent (a user's clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory):
+    """A tiny dataset in MTG's official layout: (root, splits dict). Every tag occurs in every split."""
+    from tfmood.data import demo
+
+    root = tmp_path_factory.mktemp("tiny-source")
+    splits = demo.generate(str(root), seed=3, sizes=TINY_SIZES, frame_range=(40, 120))
+    return root, splits
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tiny_source, tmp_path_factory):
+    """The tiny dataset converted to records (2 shards per split). Returns the records folder."""
+    from tfmood.data import convert
+
+    root, splits = tiny_source
+    out = tmp_path_factory.mktemp("tiny-records")
+    convert.run(splits, convert.Options(features_root=str(root / "features"), out_dir=str(out)),
+                num_shards=2, workers=1, show_progress=False)
+    return str(out)
