@@ -52,15 +52,19 @@ def test_scores_are_the_mean_of_both_branches(tiny):
     assert not np.allclose(branches["att"], branches["clf"], atol=1e-3)  # otherwise the mean proves nothing
 
 
-@pytest.mark.parametrize("loss", [keras.losses.BinaryCrossentropy(), keras.losses.BinaryFocalCrossentropy(gamma=2)])
-def test_training_loss_is_the_mean_of_branch_losses(tiny, loss):
+@pytest.mark.parametrize("loss, run_eagerly", [
+    (keras.losses.BinaryCrossentropy(), True),
+    (keras.losses.BinaryFocalCrossentropy(gamma=2), True),
+    pytest.param(keras.losses.BinaryCrossentropy(), False, marks=pytest.mark.slow),  # traced train_step
+])
+def test_training_loss_is_the_mean_of_branch_losses(tiny, loss, run_eagerly):
     model = tiny
     x, y = _data()
     branches = model.branches(x, training=True)
     expected = (float(loss(y, branches["att"])) + float(loss(y, branches["clf"]))) / 2
     of_mean = float(loss(y, (branches["att"] + branches["clf"]) / 2))
     assert abs(expected - of_mean) > 1e-4  # the test could not tell the two losses apart otherwise
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, run_eagerly=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, run_eagerly=run_eagerly)
     reported = model.train_on_batch(x, y)
     np.testing.assert_allclose(float(np.ravel(reported)[0]), expected, rtol=1e-5)
 

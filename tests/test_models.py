@@ -34,8 +34,10 @@ def test_cp_resnet_attention_head():
 
 def test_efficientnet_b0_duplicates_wavenet_bands():
     """HCMUS's WaveNet setup on B0 (cheaper than B7): 16 bands tiled to 32 rows inside the model."""
-    model = models.build("efficientnet_b0", input_shape=(16, None, 1), duplicate_bands=2)
+    model = models.build("efficientnet_b0", input_shape=(16, None, 1))  # default: enough copies for 32 rows
     assert model.get_layer("duplicate_bands").output.shape[1] == 32
+    with pytest.raises(ValueError):
+        models.build("efficientnet_b0", input_shape=(16, None, 1), duplicate_bands=0)
     x = np.random.default_rng(0).standard_normal((1, 16, 40, 1)).astype("float32")
     assert np.asarray(model(x)).shape == (1, 56)
 

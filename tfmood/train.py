@@ -39,7 +39,31 @@ def parse_args(argv=None):
     p.add_argument("--name", help="run and SavedModel name (default: the model name)")
     p.add_argument("--export-dir", help="SavedModel base folder (default: saved_models)")
     p.add_argument("--no-export", dest="export", action="store_false", default=None)
+    add_method_args(p)
     return p.parse_args(argv)
+
+
+def add_method_args(p):
+    """Loss, mixup mode, schedule, optimizer and co-teaching flags (tfmood.training.{losses,schedules,...})."""
+    p.add_argument("--loss", help="bce (default), focal or weighted_focal (SELAB-HCMUS)")
+    p.add_argument("--mixup-mode", choices=("targets", "losses"),
+                   help="targets: mix labels (default); losses: CP-JKU's mixed losses (needs --mixup-alpha)")
+    p.add_argument("--schedule", help="plateau (default: x0.1 after 5 epochs without gain), cpjku or cosine")
+    p.add_argument("--schedule-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="schedule option, e.g. decay_start=50 decay_end=250 for cpjku (repeatable)")
+    p.add_argument("--optimizer", help="adam (default), adamw or sgd (Nesterov, momentum .9)")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (default: adamw 1e-2, others 0)")
+    p.add_argument("--amsgrad", action="store_true", default=None, help="AMSGrad variant of adam/adamw")
+    p.add_argument("--peer", help="co-teaching: train MODEL and this peer model together (SELAB-HCMUS 2021)")
+    p.add_argument("--peer-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="peer builder option (default: the --model-option values if the peer is the same model)")
+    p.add_argument("--forget-rate", type=float, help="co-teaching: fraction of each batch left out (default .05)")
+    p.add_argument("--forget-epochs", type=int, help="co-teaching: epochs to ramp 0 -> forget rate (default 10)")
+
+
+def options(items) -> dict:
+    """`["alpha=0.35", "name=x"]` -> `{"alpha": 0.35, "name": "x"}` (JSON values, else strings)."""
+    return {key: _json_or_str(raw) for key, _, raw in (item.partition("=") for item in items)}
 
 
 def config_from_args(args) -> TrainConfig:
@@ -53,6 +77,9 @@ def config_from_args(args) -> TrainConfig:
     for item in args.model_option:
         key, _, raw = item.partition("=")
         cfg.model_options = {**cfg.model_options, key: _json_or_str(raw)}
+    if args.peer_option:
+        cfg.peer_options = options(args.peer_option)
+    cfg.schedule_options = {**cfg.schedule_options, **options(args.schedule_option)}
     return cfg.validate()
 
 

@@ -61,6 +61,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy (GPU)")
     parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile=True)")
+    parser.add_argument("--baseline", default="mobilenetv2",
+                        help="model run first; the others' throughput is also given relative to it")
     args = parser.parse_args(argv)
     if args.list_models:
         for name, line in models.describe().items():
@@ -70,18 +72,24 @@ def main(argv=None):
     unknown = [n for n in names if n not in models.MODELS]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; known: {', '.join(models.names())}")
+    if args.baseline in names:
+        names = [args.baseline] + [n for n in names if n != args.baseline]
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    print(f"| model | input | build s | first step s | train samples/s (batch {args.batch}) | params |")
-    print("|---|---|---|---|---|---|")
+    print(f"| model | input | build s | first step s | train samples/s (batch {args.batch}) | "
+          f"vs {args.baseline} | params |")
+    print("|---|---|---|---|---|---|---|")
+    baseline = None
     for name in tqdm(names, desc="models", unit="model", file=sys.stderr):
         bands = SEED_INPUTS[name][1][0] if args.seed_bands and name in SEED_INPUTS else args.bands
         try:
             r = bench_model(name, bands, args.frames, args.batch, args.warmup, args.steps, args.xla)
+            baseline = r["samples_per_s"] if name == args.baseline else baseline
+            ratio = f"{r['samples_per_s'] / baseline:.2f}x" if baseline else "—"
             print(f"| `{name}` | {bands}x{args.frames} | {r['build_s']:.1f} | {r['first_step_s']:.1f} | "
-                  f"{r['samples_per_s']:.2f} | {r['params'] / 1e6:.2f} M |", flush=True)
+                  f"{r['samples_per_s']:.2f} | {ratio} | {r['params'] / 1e6:.2f} M |", flush=True)
         except Exception as error:  # reported in the table, never silently dropped
-            print(f"| `{name}` | {bands}x{args.frames} | failed: {type(error).__name__}: {error} | | | |", flush=True)
+            print(f"| `{name}` | {bands}x{args.frames} | failed: {type(error).__name__}: {error} | | | | |", flush=True)
     return 0
 
 

@@ -34,7 +34,7 @@ def table(names) -> str:
         except Exception as error:  # a model that cannot be built is reported, not dropped
             rows.append(f"| `{name}` | build failed: {type(error).__name__}: {error} | | | | | |")
             continue
-        ours, published, source = (millions(reference[0]), millions(reference[1]), reference[2]) \
+        ours, published, source = (f"{reference[0]:,}", reference[1], reference[2]) \
             if reference else ("—", "—", "—")
         rows.append(f"| `{name}` | {seed['seed']} | {seed['input']} | {millions(seed['trainable'])} / "
                     f"{millions(seed['total'])} | {ours} | {published} | {source} |")

@@ -8,18 +8,43 @@ Training the mean score instead would let one branch lean on the other; each bra
     tagger.fit(...)                          # loss = mean over branches of the compiled loss (+ model losses)
     scores = tagger(x)                       # [batch, num_tags] = (att + clf) / 2
 
-Keras' `train_step` computes `y_pred = model(x)` and then calls `compute_loss(x, y, y_pred)`. `call` keeps the
-branch outputs of the forward pass that produced `y_pred`, so `compute_loss` reuses them (one forward pass,
-the same dropout masks) and stays inside the stock `fit` / `evaluate` loops, distribution and mixed precision
-included. The memo is thread-local because `MirroredStrategy` runs one replica per thread.
+The tagger is a functional model (`inputs -> branches -> BranchMean`), so everything that inspects
+functional models (`input_shape`, `layers`, export) works. Keras' `train_step` computes `y_pred = model(x)`,
+then `compute_loss(x, y, y_pred)`; the `BranchMean` layer remembers the branch outputs behind the scores it
+returned, so `compute_loss` reuses them (one forward pass, the same dropout masks) inside the stock `fit` /
+`evaluate` loops, distribution and mixed precision included. The memo is thread-local because
+`MirroredStrategy` runs one replica per thread.
 """
 
 import threading
 
 import keras
-from keras import ops
+from keras import layers, ops
 
 BRANCHES = ("att", "clf")
+
+
+@keras.saving.register_keras_serializable(package="tfmood")
+class BranchMean(layers.Layer):
+    """`{"att": s1, "clf": s2} -> (s1 + s2) / 2`, remembering the inputs behind its latest output."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self._memo = threading.local()
+
+    def call(self, branches):
+        scores = ops.mean(ops.stack([branches[k] for k in BRANCHES]), axis=0)
+        self._memo.last = (scores, branches)
+        return scores
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[BRANCHES[0]]
+
+    def branches_behind(self, scores):
+        """The branch outputs that produced `scores` when they are this layer's latest output, else None."""
+        last = getattr(self._memo, "last", None)
+        return last[1] if last is not None and last[0] is scores else None
 
 
 @keras.saving.register_keras_serializable(package="tfmood")
@@ -27,27 +52,17 @@ class DualBranchTagger(keras.Model):
     """Mean of two sigmoid branches; trained on the mean of the compiled loss over both branches."""
 
     def __init__(self, branches: keras.Model, **kwargs):
-        super().__init__(**kwargs)
-        # === Layers ===
+        # === Functional Model ===
+        inputs = keras.Input(shape=branches.input_shape[1:], name=branches.inputs[0].name)
+        scores = BranchMean(name="scores")(branches(inputs))
+        super().__init__(inputs, scores, **kwargs)
+        # === Config ===
         self.branches = branches
-        self._memo = threading.local()
-        self.build(branches.input_shape)  # built like a functional model: count_params/summary work at once
-
-    def build(self, input_shape):
-        pass  # `branches` is a built functional model: nothing to create
-
-    def call(self, inputs, training=None):
-        outputs = self.branches(inputs, training=training)
-        scores = ops.mean(ops.stack([outputs[k] for k in BRANCHES]), axis=0)
-        self._memo.last = (scores, outputs)
-        return scores
 
     def branch_outputs(self, x, y_pred=None, training=False) -> dict:
-        """The branch outputs behind `y_pred` when it came from the last `call`, else a fresh forward pass."""
-        last = getattr(self._memo, "last", None)
-        if y_pred is not None and last is not None and last[0] is y_pred:
-            return last[1]
-        return self.branches(x, training=training)
+        """The branch outputs behind `y_pred` when it came from the last forward pass, else a fresh one."""
+        found = None if y_pred is None else self.get_layer("scores").branches_behind(y_pred)
+        return found if found is not None else self.branches(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # The parent adds the model's own losses (`self.losses`) to each term; they are equal, so the
@@ -57,11 +72,9 @@ class DualBranchTagger(keras.Model):
                   for k in BRANCHES]
         return ops.mean(ops.stack(losses))
 
-    # === Config ===
     def get_config(self):
-        config = super().get_config()
-        config["branches"] = keras.saving.serialize_keras_object(self.branches)
-        return config
+        return {"name": self.name, "trainable": self.trainable,
+                "branches": keras.saving.serialize_keras_object(self.branches)}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

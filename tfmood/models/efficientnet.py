@@ -10,7 +10,8 @@ layer, i.e. it expects 0..255 RGB. We treat bw2col's ReLU output as 0..1 intensi
 so with `imagenet=True` the pretrained stem sees its usual statistics, and without ImageNet weights (the
 Normalization layer is then the identity) the two rescalings cancel.
 Differs from the seeds: ImageNet weights are opt-in; `duplicate_bands` reproduces HCMUS's `np.tile` of the WaveNet
-features inside the model instead of on disk; efficientnet_pytorch / timm use symmetric stride-2 padding where
+features inside the model instead of on disk (default: just enough copies to reach the 32 rows Keras's EfficientNet
+needs, so 2 for 16 WaveNet bands and 1 for 96 mel bands); efficientnet_pytorch / timm use symmetric stride-2 padding where
 Keras pads (0, 1), a detail that only matters when porting weights.
 """
 
@@ -22,7 +23,12 @@ from tfmood.models.applications import variable_length_backbone
 from tfmood.models.stem import bw2col, input_layer, tagging_head
 
 
+MIN_ROWS = 32  # keras.applications' EfficientNet refuses inputs smaller than 32 x 32
+
+
 def build_efficientnet(variant, input_shape, num_tags, duplicate_bands, dropout, imagenet):
+    if duplicate_bands is None:  # just enough copies for the backbone: 16 WaveNet bands -> 2 (HCMUS), 96 mel -> 1
+        duplicate_bands = -(-MIN_ROWS // input_shape[0])
     if not isinstance(duplicate_bands, int) or duplicate_bands < 1:
         raise ValueError(f"duplicate_bands must be a positive integer (2 tiles 16 WaveNet bands to 32 rows), "
                          f"got {duplicate_bands!r}.")
@@ -37,12 +43,14 @@ def build_efficientnet(variant, input_shape, num_tags, duplicate_bands, dropout,
 
 
 @register("efficientnet_b0")
-def build_efficientnet_b0(input_shape=(96, None, 1), num_tags=56, duplicate_bands=1, dropout=0.0, imagenet=False):
+def build_efficientnet_b0(input_shape=(96, None, 1), num_tags=56, duplicate_bands=None, dropout=0.0,
+                          imagenet=False):
     """EfficientNet-B0 (keras.applications) with the 1->3 channel stem; HCMUS 2020 mel run, SELAB-HCMUS 2021."""
     return build_efficientnet("B0", input_shape, num_tags, duplicate_bands, dropout, imagenet)
 
 
 @register("efficientnet_b7")
-def build_efficientnet_b7(input_shape=(16, None, 1), num_tags=56, duplicate_bands=2, dropout=0.0, imagenet=False):
+def build_efficientnet_b7(input_shape=(16, None, 1), num_tags=56, duplicate_bands=None, dropout=0.0,
+                          imagenet=False):
     """EfficientNet-B7 (keras.applications) on WaveNet features tiled to 32 rows; HCMUS 2020 run 3."""
     return build_efficientnet("B7", input_shape, num_tags, duplicate_bands, dropout, imagenet)

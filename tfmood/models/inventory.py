@@ -17,7 +17,7 @@ from tfmood import models
 SEED_INPUTS = {
     "mobilenetv2": ("HCMUS 2020 run 1 / AMLAG 2019 sub. 1", (96, 1366), {}),
     "efficientnet_b0": ("HCMUS 2020 mel run; SELAB-HCMUS 2021", (96, 1366), {}),
-    "efficientnet_b7": ("HCMUS 2020 run 3 (WaveNet features)", (16, 937), {"duplicate_bands": 2}),
+    "efficientnet_b7": ("HCMUS 2020 run 3 (WaveNet features)", (16, 937), {}),
     "cp_resnet": ("CP-JKU 2019 base (rho 7)", (256, 1366), {}),
     "fa_resnet": ("CP-JKU 2019 run 2", (256, 1366), {}),
     "shake_fa_resnet": ("CP-JKU 2019 run 1", (256, 1366), {}),
@@ -25,16 +25,22 @@ SEED_INPUTS = {
     "crnn": ("CP-JKU 2019 run 4 (Choi et al. 2017)", (96, 1366), {}),
     "rexnet_100": ("SELAB-HCMUS 2021", (96, 640), {}),
     "mixnet_s": ("SELAB-HCMUS 2021", (96, 640), {}),
+    # other helpers' families: counted at their builder's default input (None)
+    "attention_mobilenetv2": ("AMLAG 2019 sub. 2", None, {}),
+    "attention_resnet34": ("UAI-CNRL 2020", None, {}),
+    "vggish": ("MTG-Jamendo baseline (VGG-ish FCN)", None, {}),
+    "vqvae_cnn": ("Taiinn 2019 runs 2, 4", None, {}),
+    "vqvae_gru": ("Taiinn 2019 runs 1, 3", None, {}),
 }
 
-# name -> (how to build the ImageNet classifier, published count, where it is published)
+# name -> (how to build the ImageNet classifier, published count as published, where it is published)
 IMAGENET_REFERENCES = {
-    "mobilenetv2": ("keras:MobileNetV2", 3.5e6, "Keras applications table (MobileNetV2, with top)"),
-    "efficientnet_b0": ("keras:EfficientNetB0", 5.3e6, "Keras applications table"),
-    "efficientnet_b7": ("keras:EfficientNetB7", 66.7e6, "Keras applications table"),
-    "resnet34": ("option", 21.8e6, "torchvision resnet34 (21,797,672)"),
-    "rexnet_100": ("option", 4.8e6, "timm rexnet_100 model card (4.8 M); 4.80 M in timm's tables"),
-    "mixnet_s": ("option", 4.13e6, "timm mixnet_s (4.13 M; tf_mixnet_s model card: 4.1 M)"),
+    "mobilenetv2": ("keras:MobileNetV2", "3.5 M", "Keras applications table (MobileNetV2, with top)"),
+    "efficientnet_b0": ("keras:EfficientNetB0", "5.3 M", "Keras applications table"),
+    "efficientnet_b7": ("keras:EfficientNetB7", "66.7 M", "Keras applications table"),
+    "resnet34": ("option", "21.8 M", "torchvision resnet34 (21,797,672)"),
+    "rexnet_100": ("option", "4.8 M", "timm rexnet_100 model card (4.8 M); 4.80 M in timm's tables"),
+    "mixnet_s": ("option", "4.13 M", "timm mixnet_s (4.13 M; tf_mixnet_s model card: 4.1 M)"),
 }
 
 
@@ -53,12 +59,13 @@ def default_input(name) -> tuple:
 
 def seed_count(name) -> dict:
     """Parameters of the tagger (56 tags) at the seed's input; the time axis is free, so only bands matter."""
-    seed, (bands, frames), options = SEED_INPUTS.get(name, ("(see docs)", None, {}))
-    shape = (bands, None, 1) if bands else default_input(name)
+    seed, size, options = SEED_INPUTS.get(name, ("—", None, {}))
+    shape = (size[0], None, 1) if size else default_input(name)
     trainable, total = parameter_counts(models.build(name, input_shape=shape, **options))
     keras.backend.clear_session()
-    size = f"{bands}x{frames}" if bands else "x".join("T" if d is None else str(d) for d in shape[:2])
-    return dict(name=name, seed=seed, input=size, trainable=trainable, total=total)
+    shown = f"{size[0]}x{size[1]}" if size else "x".join("T" if d is None else str(d) for d in shape[:2]) + \
+        " (builder default)"
+    return dict(name=name, seed=seed, input=shown, trainable=trainable, total=total)
 
 
 def imagenet_count(name):

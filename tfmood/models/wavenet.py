@@ -28,6 +28,7 @@ class MuLawQuantize(layers.Layer):
     """8-bit mu-law: floor(sign(x) log(1 + mu|x|) / log(1 + mu) * 128) / 128 (magenta `utils.mu_law`)."""
 
     def __init__(self, mu: int = 255, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # float16 would move samples across quantisation steps
         super().__init__(**kwargs)
         self.mu = int(mu)
 

@@ -26,6 +26,18 @@ class TrainConfig:
     export: bool = True
     records_root: str = "records"
     verbose: int = 2
+    # Losses, schedules, optimizers (tfmood.training.{losses,schedules,optimizers} registries) and co-teaching.
+    loss: str = "bce"
+    mixup_mode: str = "targets"      # "targets": mix the labels; "losses": CP-JKU's mixed losses (needs mixup_alpha)
+    schedule: str = "plateau"
+    schedule_options: dict = dataclasses.field(default_factory=dict)
+    optimizer: str = "adam"
+    weight_decay: float = None       # None: the optimizer's default (adamw 1e-2, others 0)
+    amsgrad: bool = False
+    peer: str = None                 # co-teaching peer model; None trains one model
+    peer_options: dict = None        # None: model_options when peer == model, else {}
+    forget_rate: float = 0.05        # co-teaching: final fraction of each batch left out
+    forget_epochs: int = 10          # epochs of the linear 0 -> forget_rate ramp; 0 = constant
 
     def validate(self):
         positive = ("epochs", "batch_size", "crop_frames", "eval_segments")
@@ -37,11 +49,28 @@ class TrainConfig:
             raise ValueError(f"`lr` must be > 0. Received: {self.lr!r}")
         if self.mixup_alpha < 0:
             raise ValueError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: {self.mixup_alpha!r}")
+        validate_methods(self)
         return self
 
     @property
     def run_name(self):
         return self.name or self.model
+
+
+def validate_methods(cfg):
+    """Loss, schedule, optimizer, mixup mode and co-teaching options; unknown names list the known ones."""
+    from tfmood.training import losses, optimizers, schedules
+    losses.LOSSES.get(cfg.loss), schedules.SCHEDULES.get(cfg.schedule), optimizers.OPTIMIZERS.get(cfg.optimizer)
+    if cfg.mixup_mode not in ("targets", "losses"):
+        raise ValueError(f"`mixup_mode` must be 'targets' or 'losses'. Received: {cfg.mixup_mode!r}")
+    if cfg.mixup_mode == "losses" and not cfg.mixup_alpha > 0:
+        raise ValueError("`mixup_mode='losses'` needs mixup: set `mixup_alpha` > 0 (CP-JKU used 0.3).")
+    if not 0 <= cfg.forget_rate < 1:
+        raise ValueError(f"`forget_rate` must be in [0, 1). Received: {cfg.forget_rate!r}")
+    if not isinstance(cfg.forget_epochs, int) or cfg.forget_epochs < 0:
+        raise ValueError(f"`forget_epochs` must be an integer >= 0. Received: {cfg.forget_epochs!r}")
+    if cfg.weight_decay is not None and cfg.weight_decay < 0:
+        raise ValueError(f"`weight_decay` must be >= 0. Received: {cfg.weight_decay!r}")
 
 
 # The demo run must show learning in a few minutes on a laptop CPU: short crops, a narrow network.

@@ -12,6 +12,7 @@ from tfmood.data.convert import read_manifest
 from tfmood.evaluation.metrics import official_metrics
 from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
 from tfmood.training import callbacks as cb
+from tfmood.training import coteaching, losses, optimizers, schedules
 from tfmood.training.config import TrainConfig
 from tfmood.training.strategy import get_strategy, is_chief
 
@@ -33,9 +34,13 @@ class RunPaths:
 
 def build_and_compile(cfg: TrainConfig, bands: int):
     model = models.build(cfg.model, input_shape=(bands, None, 1), **cfg.model_options)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.AUC(curve="PR", multi_label=True, name="PR-AUC-macro"),
-                           keras.metrics.AUC(curve="ROC", multi_label=True, name="ROC-AUC-macro")])
+    if cfg.peer:
+        model = coteaching.build_pair(cfg, model, bands)
+    mixed = cfg.mixup_mode == "losses"
+    # Mixed-loss targets are packed [y_a | y_b | lam]: training AUCs are skipped (validation has its own).
+    metrics = [] if mixed else [keras.metrics.AUC(curve="PR", multi_label=True, name="PR-AUC-macro"),
+                                keras.metrics.AUC(curve="ROC", multi_label=True, name="ROC-AUC-macro")]
+    model.compile(optimizer=optimizers.build(cfg), loss=losses.get(cfg.loss, mixed=mixed), metrics=metrics)
     return model
 
 
@@ -47,8 +52,8 @@ def make_callbacks(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool)
     # Order matters: TrackEvaluation writes the validation figures that the others read.
     return [evaluation,
             checkpoint,
-            keras.callbacks.ReduceLROnPlateau(monitor=cb.MONITOR, mode="max", factor=0.1,
-                                              patience=cfg.plateau_patience),
+            *schedules.callbacks(cfg),       # cfg.schedule: plateau (ReduceLROnPlateau) by default
+            *coteaching.callbacks(cfg),      # the forget-rate ramp when training a co-teaching pair
             keras.callbacks.EarlyStopping(monitor=cb.MONITOR, mode="max", patience=cfg.early_stopping_patience),
             keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0),
             keras.callbacks.BackupAndRestore(paths.backup),
@@ -67,8 +72,11 @@ def train(cfg: TrainConfig) -> dict:
     with open(paths.config, "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=1)
     train_ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
-                                      spec_augment=cfg.spec_augment, mixup_alpha=cfg.mixup_alpha,
+                                      spec_augment=cfg.spec_augment,
+                                      mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
                                       label_balancing=cfg.label_balancing, seed=cfg.seed)
+    if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
+        train_ds = losses.mixed_loss_batches(train_ds, cfg.mixup_alpha, cfg.seed)
     with strategy.scope():
         model = build_and_compile(cfg, bands)
     print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
@@ -86,6 +94,8 @@ def finish(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool) -> dict
     summary = {"model": cfg.model, "records": records, "checkpoint": paths.best,
                "validation": official_metrics(labels, scores, decide(scores, thresholds)),
                "note": "P/R/F use thresholds fitted on this same validation split (optimistic)."}
+    # A co-teaching pair: the mean is the result; each net is also scored, checkpointed and exported.
+    summary.update(coteaching.member_summaries(best, cfg, paths, records, chief))
     if chief:
         save_thresholds(paths.thresholds, thresholds)
         if cfg.export:

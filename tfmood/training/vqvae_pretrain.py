@@ -80,9 +80,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        history = pretrain(args.records_dir, args.out, args.epochs, args.batch_size, args.crop_frames,
-                           args.steps_per_epoch, args.code_dim, args.num_codes, args.beta, args.lr,
-                           args.input_scale, seed=args.seed)
+        history = pretrain(args.records_dir, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                           crop_frames=args.crop_frames, steps_per_epoch=args.steps_per_epoch,
+                           code_dim=args.code_dim, num_codes=args.num_codes, beta=args.beta,
+                           learning_rate=args.lr, input_scale=args.input_scale, seed=args.seed)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
