@@ -4,6 +4,11 @@ Usage:
     python -m tfmood.train --model mobilenetv2                       # built-in demo data, a few CPU minutes
     python -m tfmood.train --model mobilenetv2 --data records/jamendo-mel --epochs 100 --batch-size 32
     python -m tfmood.train --list-models
+    # co-teaching (SELAB-HCMUS 2021): exports NAME (mean of both nets), NAME-a and NAME-b
+    python -m tfmood.train --model efficientnet_b0 --peer rexnet_100 --forget-rate 0.05 --forget-epochs 10 \\
+        --loss weighted_focal --optimizer adam --amsgrad --data records/jamendo-mel
+    # CP-JKU: Adam 1e-4, mixed-loss mixup (alpha .3), constant / linear decay / lr0/100 schedule
+    python -m tfmood.train --model fa_resnet --lr 1e-4 --schedule cpjku --mixup-alpha 0.3 --mixup-mode losses
 
 Writes `runs/<name>/` (best.keras, summary.json, thresholds.tsv, TensorBoard logs, a backup that lets a
 killed run resume when the same command is re-run) and exports `saved_models/<name>/<version>/`.
@@ -40,7 +45,24 @@ def parse_args(argv=None):
     p.add_argument("--export-dir", help="SavedModel base folder (default: saved_models)")
     p.add_argument("--no-export", dest="export", action="store_false", default=None)
     add_method_args(p)
+    add_machinery_args(p)
     return p.parse_args(argv)
+
+
+def add_machinery_args(p):
+    """SWA, determinism, precision and XLA flags (tfmood.training.{swa,strategy}; docs/training.md)."""
+    p.add_argument("--swa-start", type=int, help="SWA (CP-JKU): average weights from this 1-based epoch on")
+    p.add_argument("--swa-every", type=int, help="SWA: collect every N epochs (default 3)")
+    p.add_argument("--swa-keep", type=int, help="SWA snapshots swa-<n>.keras kept for averaging (default 4)")
+    p.add_argument("--swa-bn-batches", type=int, help="SWA: cap the BN recomputation pass (default: 1 epoch)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="identical weights run to run with --seed (op determinism, ordered tf.data; slower)")
+    p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true", default=None,
+                   help="float16 compute with float32 weights and scores (default: on when a GPU is present)")
+    p.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false")
+    p.add_argument("--xla", dest="xla", action="store_true", default=None,
+                   help="compile train/predict steps with XLA (default: Keras' choice, on for GPUs)")
+    p.add_argument("--no-xla", dest="xla", action="store_false")
 
 
 def add_method_args(p):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from tfmood.data import pipeline
-from tfmood.evaluation.metrics import official_metrics, undefined_tags
+from tfmood.evaluation.metrics import AUC_KEYS, official_metrics, undefined_tags
 
 MONITOR = "val_PR-AUC-macro"
 
@@ -19,7 +19,8 @@ def bce(labels, scores, eps=1e-7):
 
 class TrackEvaluation(keras.callbacks.Callback):
     """After each epoch, score every validation track (mean over evenly spaced segments) and add
-    `val_loss`, `val_PR-AUC-macro`, `val_ROC-AUC-macro` (MTG's metric names) to the epoch logs.
+    `val_loss` and `val_{PR,ROC}-AUC-{macro,micro}` (MTG's metric names) to the epoch logs; keeps the last
+    `(labels, scores)` in `.last` for later callbacks.
 
     It must come *before* the checkpoint, schedule, early-stopping and TensorBoard callbacks: they read
     the same logs dict. Each epoch's figures are also appended to `history_path` (JSON lines), which lets
@@ -32,20 +33,25 @@ class TrackEvaluation(keras.callbacks.Callback):
         self.args = dict(records_dir=records_dir, split=split, crop_frames=crop_frames, segments=segments,
                          batch_size=batch_size)
         self.history_path = history_path
+        self.last = None
 
     def on_epoch_end(self, epoch, logs=None):
         _, scores, labels = pipeline.predict_tracks(self.model, **self.args)
         if undefined_tags(labels):
             raise ValueError(f"The {self.args['split']} split lacks positives or negatives for some tags: "
                              f"{undefined_tags(labels)}; validation metrics are undefined.")
-        metrics = official_metrics(labels, scores)
+        self.last = (labels, scores)  # for later callbacks (TensorBoard views) without predicting again
         logs = logs if logs is not None else {}
-        logs["val_loss"] = bce(labels, scores)
-        logs[MONITOR] = metrics["PR-AUC-macro"]
-        logs["val_ROC-AUC-macro"] = metrics["ROC-AUC-macro"]
+        logs.update(track_metrics(labels, scores))
         if self.history_path:
             with open(self.history_path, "a") as f:
                 f.write(json.dumps({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}) + "\n")
+
+
+def track_metrics(labels, scores, prefix="val_") -> dict:
+    """Epoch-log figures of whole-track scores: `{prefix}loss` and the four AUCs (macro and micro)."""
+    metrics = official_metrics(labels, scores)
+    return {f"{prefix}loss": bce(labels, scores), **{f"{prefix}{k}": metrics[k] for k in AUC_KEYS}}
 
 
 def best_so_far(history_path, monitor=MONITOR):

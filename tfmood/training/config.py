@@ -26,6 +26,14 @@ class TrainConfig:
     export: bool = True
     records_root: str = "records"
     verbose: int = 2
+    # SWA (CP-JKU): collect from 1-based epoch swa_start every swa_every epochs; None disables it.
+    swa_start: int = None
+    swa_every: int = 3
+    swa_keep: int = 4                # SWA snapshots kept for prediction averaging
+    swa_bn_batches: int = None       # cap on the BN recomputation pass (None: one full pass, as CP-JKU)
+    deterministic: bool = False      # op determinism + deterministic tf.data (slower), with `seed`
+    mixed_precision: bool = None     # None: on when a GPU is present
+    xla: bool = None                 # None: Keras' default (XLA on GPU, not on CPU)
     # Losses, schedules, optimizers (tfmood.training.{losses,schedules,optimizers} registries) and co-teaching.
     loss: str = "bce"
     mixup_mode: str = "targets"      # "targets": mix the labels; "losses": CP-JKU's mixed losses (needs mixup_alpha)
@@ -50,6 +58,8 @@ class TrainConfig:
         if self.mixup_alpha < 0:
             raise ValueError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: {self.mixup_alpha!r}")
         validate_methods(self)
+        from tfmood.training.swa import check_options
+        check_options(self)
         return self
 
     @property

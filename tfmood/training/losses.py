@@ -17,7 +17,7 @@ from keras import ops
 from tfmood.data.augment import sample_beta
 from tfmood.registry import Registry
 
-LOSSES = Registry("loss")
+LOSSES = Registry("loss function")
 
 
 @LOSSES.register("bce")

@@ -31,3 +31,31 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def worker_dir(strategy: tf.distribute.Strategy, run_dir: str) -> str:
+    """`run_dir` for the chief; `run_dir/workers/<type>-<id>` for the other workers.
+
+    Every worker runs the same callbacks (they take part in the collectives), but only the chief's files are
+    the run's results. The others keep theirs apart (as Keras' multi-worker guide recommends); a stable
+    name rather than a temporary folder, so that their `BackupAndRestore` backups survive a restart too.
+    """
+    if is_chief(strategy):
+        return run_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(run_dir, "workers", f"{resolver.task_type}-{resolver.task_id}")
+
+
+def configure_precision(mixed=None) -> str:
+    """Set Keras' global dtype policy: `mixed_float16` when `mixed` (None: when a GPU is present).
+
+    Call it before building the model. Model heads compute their scores in float32 (see
+    `tfmood.models.stem.tagging_head`), and `compile` wraps the optimizer in a LossScaleOptimizer.
+    """
+    import keras
+
+    if mixed is None:
+        mixed = bool(tf.config.list_physical_devices("GPU"))
+    policy = "mixed_float16" if mixed else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy

@@ -5,6 +5,7 @@ import json
 import os
 
 import keras
+import tensorflow as tf
 
 from tfmood import models
 from tfmood.data import demo, pipeline
@@ -13,8 +14,9 @@ from tfmood.evaluation.metrics import official_metrics
 from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
 from tfmood.training import callbacks as cb
 from tfmood.training import coteaching, losses, optimizers, schedules
+from tfmood.training import resume, swa, tensorboard
 from tfmood.training.config import TrainConfig
-from tfmood.training.strategy import get_strategy, is_chief
+from tfmood.training.strategy import configure_precision, get_strategy, is_chief, worker_dir
 
 
 @dataclasses.dataclass
@@ -39,16 +41,21 @@ def build_and_compile(cfg: TrainConfig, bands: int):
     mixed = cfg.mixup_mode == "losses"
     # Mixed-loss targets are packed [y_a | y_b | lam]: training AUCs are skipped (validation has its own).
     metrics = [] if mixed else [keras.metrics.AUC(curve="PR", multi_label=True, name="PR-AUC-macro"),
-                                keras.metrics.AUC(curve="ROC", multi_label=True, name="ROC-AUC-macro")]
-    model.compile(optimizer=optimizers.build(cfg), loss=losses.get(cfg.loss, mixed=mixed), metrics=metrics)
+                                keras.metrics.AUC(curve="ROC", multi_label=True, name="ROC-AUC-macro"),
+                                # multi_label=False pools every (track, tag) pair: the micro averages
+                                keras.metrics.AUC(curve="PR", multi_label=False, name="PR-AUC-micro"),
+                                keras.metrics.AUC(curve="ROC", multi_label=False, name="ROC-AUC-micro")]
+    model.compile(optimizer=optimizers.build(cfg), loss=losses.get(cfg.loss, mixed=mixed), metrics=metrics,
+                  jit_compile="auto" if cfg.xla is None else cfg.xla)
     return model
 
 
 def make_callbacks(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool):
     evaluation = cb.TrackEvaluation(records, "validation", cfg.crop_frames, cfg.eval_segments,
                                     cfg.batch_size, paths.history if chief else None)
+    best = resume.best_so_far(paths.history, cb.MONITOR)  # a resumed run keeps its best value so far
     checkpoint = keras.callbacks.ModelCheckpoint(paths.best, monitor=cb.MONITOR, mode="max", save_best_only=True,
-                                                 initial_value_threshold=cb.best_so_far(paths.history))
+                                                 initial_value_threshold=best)
     # Order matters: TrackEvaluation writes the validation figures that the others read.
     return [evaluation,
             checkpoint,
@@ -60,28 +67,41 @@ def make_callbacks(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool)
             cb.EpochPrinter(cfg.epochs)]
 
 
+def add_machinery(callbacks, cfg, paths, records, train_ds) -> list:
+    """SWA, the extra TensorBoard views and resumable callback counters, each placed where it must be."""
+    callbacks = swa.attach(callbacks, cfg, paths.root, records, train_ds)
+    callbacks = tensorboard.attach(callbacks, cfg, paths.logs)
+    return resume.attach(callbacks, paths.root)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, then evaluate the best checkpoint on validation, fit thresholds, export. Returns the summary."""
     cfg.validate()
     records = cfg.data or demo.ensure_demo_records(cfg.records_root)
     bands = read_manifest(records)["bands"]
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:  # identical weights run to run, at some speed cost
+        tf.config.experimental.enable_op_determinism()
     strategy = get_strategy()
     chief = is_chief(strategy)
-    paths = RunPaths(os.path.join(cfg.out, cfg.run_name))
+    configure_precision(cfg.mixed_precision)
+    paths = RunPaths(worker_dir(strategy, os.path.join(cfg.out, cfg.run_name)))  # non-chief: a folder of its own
+    resume.prepare_history(paths.history, resume.completed_epochs(paths.backup))
     with open(paths.config, "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=1)
     train_ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
                                       spec_augment=cfg.spec_augment,
                                       mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
-                                      label_balancing=cfg.label_balancing, seed=cfg.seed)
+                                      label_balancing=cfg.label_balancing, seed=cfg.seed,
+                                      deterministic=cfg.deterministic)
     if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
         train_ds = losses.mixed_loss_batches(train_ds, cfg.mixup_alpha, cfg.seed)
     with strategy.scope():
         model = build_and_compile(cfg, bands)
     print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
-    model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=make_callbacks(cfg, paths, records, chief))
+    callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
+    model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks)
     return finish(cfg, paths, records, chief)
 
 
@@ -96,6 +116,7 @@ def finish(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool) -> dict
                "note": "P/R/F use thresholds fitted on this same validation split (optimistic)."}
     # A co-teaching pair: the mean is the result; each net is also scored, checkpointed and exported.
     summary.update(coteaching.member_summaries(best, cfg, paths, records, chief))
+    summary.update(swa.summarize(cfg, paths, records, chief))  # SWA: the averaged model, exported as NAME-swa
     if chief:
         save_thresholds(paths.thresholds, thresholds)
         if cfg.export:
