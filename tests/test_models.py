@@ -13,13 +13,13 @@ from tfmood.models.layers import FrequencyCoordinate, ShakeShake
 TINY = {
     "mobilenetv2": dict(alpha=0.35),
     "efficientnet_b0": dict(),
-    "cp_resnet": dict(base_channels=8),
-    "fa_resnet": dict(base_channels=8),
-    "shake_fa_resnet": dict(base_channels=4),
-    "resnet34": dict(width=4),
+    "cp_resnet": dict(base_channels=8, depth=8),
+    "fa_resnet": dict(base_channels=8, depth=8),
+    "shake_fa_resnet": dict(base_channels=4, depth=8),
+    "resnet34": dict(width=4, stage_blocks=(1, 1, 1, 1)),
     "crnn": dict(channels=(8, 8, 8, 8), gru_units=8),
-    "rexnet_100": dict(width_mult=0.25),
-    "mixnet_s": dict(width_mult=0.25),
+    "rexnet_100": dict(width_mult=0.25, depth_mult=0.1),
+    "mixnet_s": dict(width_mult=0.25, depth_mult=0.1),
 }
 
 
@@ -29,7 +29,7 @@ def test_model_harness(name):
 
 
 def test_cp_resnet_attention_head():
-    run_model_test("cp_resnet", base_channels=4, attention_avg=True)
+    run_model_test("cp_resnet", base_channels=4, depth=8, attention_avg=True)
 
 
 def test_efficientnet_b0_duplicates_wavenet_bands():
@@ -77,9 +77,18 @@ def test_cp_resnet_kernels_and_stem_padding_follow_rho():
     assert model.get_layer("stage1_pool4").output.shape[1] == 15  # 127 -> 63 -> 31 -> 15
 
 
-def test_cp_resnet_rejects_bad_rho():
+def test_cp_resnet_rejects_bad_rho_and_depth():
     with pytest.raises(ValueError, match="rho"):
         models.build("cp_resnet", input_shape=(32, None, 1), rho=99)
+    with pytest.raises(ValueError, match="depth"):
+        models.build("cp_resnet", input_shape=(32, None, 1), depth=10)
+
+
+def test_cp_resnet_depth_keeps_the_first_blocks_of_each_stage():
+    model = models.build("cp_resnet", input_shape=(32, None, 1), base_channels=4, depth=14)
+    names = {layer.name for layer in model.layers}
+    assert {"stage1_block2_conv1", "stage3_block2_conv2", "stage1_pool2"} <= names
+    assert "stage1_block3_conv1" not in names and "stage1_pool4" not in names
 
 
 def test_frequency_coordinate_follows_current_height():

@@ -88,7 +88,7 @@ def test_train_dataset_batches_all_crops(tiny_records, tiny_source):
     assert x.shape == (8, 96, 32, 1) and y.shape == (8, NUM_TAGS)
     frames = [round(t.duration * 12000 / 256) for t in splits["train"]]
     expected = sum(max(1, (f + 16) // 32) for f in frames)
-    assert len(batches) == expected // 8
+    assert len(batches) == expected // 8 == ds.cardinality()
 
 
 def test_train_dataset_label_balancing_and_mixup(tiny_records):

@@ -17,7 +17,10 @@ killed run resume when the same command is re-run) and exports `saved_models/<na
 import argparse
 import dataclasses
 import json
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ info/warning logs drown the epoch lines
 
 from tfmood.training.config import DEMO_OVERRIDES, TrainConfig
 

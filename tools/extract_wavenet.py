@@ -5,7 +5,9 @@ Usage:
     # NSynth checkpoint from download.magenta.tensorflow.org/models/nsynth/wavenet-ckpt.tar:
     python tools/extract_wavenet.py audio/ wavenet/ --checkpoint wavenet-ckpt/model.ckpt-200000
 
-    # then: python tools/convert.py --splits .../split-0 --features wavenet --features-root wavenet/ --out records/jamendo-wavenet
+    # then:
+    python tools/convert.py --splits .../split-0 --features wavenet --features-root wavenet/ \\
+        --out records/jamendo-wavenet
 
 AUDIO_DIR/NN/ID.mp3 becomes OUT_DIR/NN/ID.npy, float32 (16, frames) at 31.25 frames/s (`--layout 1xTx16` writes
 HCMUS's (1, frames, 16) instead). Each track is decoded at 16 kHz mono; a `--segment-seconds` window (default 30 s,
@@ -82,7 +84,8 @@ def extract_one(model, path, out_path, args, rng):
 def build_encoder(args):
     model = wavenet.nsynth_encoder(channels=args.channels, num_layers=args.layers)
     if args.checkpoint:
-        wavenet.load_nsynth_checkpoint(model, args.checkpoint, use_ema={"auto": None, "yes": True, "no": False}[args.ema])
+        use_ema = {"auto": None, "yes": True, "no": False}[args.ema]
+        wavenet.load_nsynth_checkpoint(model, args.checkpoint, use_ema=use_ema)
     return model
 
 

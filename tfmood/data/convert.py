@@ -120,7 +120,7 @@ def convert_shard(task: ShardTask, options: Options, tick=None) -> dict:
     tmp = shard + f".tmp-{os.getpid()}"
     summary = {"fingerprint": fingerprint(task, options), "split": task.split, "tracks": 0,
                "frames": 0, "min_frames": None, "max_frames": None,
-               "tag_counts": [0] * NUM_TAGS, "skipped": [], "bad": []}
+               "tag_counts": [0] * NUM_TAGS, "track_frames": [], "skipped": [], "bad": []}
     with tf.io.TFRecordWriter(tmp) as writer:
         for track in task.tracks:
             path = feature_file(track, options)
@@ -149,6 +149,7 @@ def convert_shard(task: ShardTask, options: Options, tick=None) -> dict:
 def _count(summary, track, frames):
     summary["tracks"] += 1
     summary["frames"] += int(frames)
+    summary["track_frames"].append(int(frames))
     summary["min_frames"] = frames if summary["min_frames"] is None else min(summary["min_frames"], frames)
     summary["max_frames"] = frames if summary["max_frames"] is None else max(summary["max_frames"], frames)
     for t in track.tags:
@@ -227,7 +228,8 @@ def build_manifest(tasks, results, options) -> dict:
     for task in tasks:
         r = results[task]
         s = splits.setdefault(task.split, {"tracks": 0, "frames": 0, "min_frames": None, "max_frames": None,
-                                           "shards": [], "tag_counts": [0] * NUM_TAGS, "skipped": []})
+                                           "shards": [], "tag_counts": [0] * NUM_TAGS, "track_frames": [],
+                                           "skipped": []})
         s["tracks"] += r["tracks"]
         s["frames"] += r["frames"]
         for key, pick in (("min_frames", min), ("max_frames", max)):
@@ -235,6 +237,7 @@ def build_manifest(tasks, results, options) -> dict:
                 s[key] = r[key] if s[key] is None else pick(s[key], r[key])
         s["shards"].append(task.name)
         s["tag_counts"] = [a + b for a, b in zip(s["tag_counts"], r["tag_counts"])]
+        s["track_frames"] += r["track_frames"]  # lets the pipeline know an epoch's exact length
         s["skipped"] += r["skipped"]
     for s in splits.values():
         s["tag_counts"] = dict(zip(TAGS, s["tag_counts"]))

@@ -18,7 +18,7 @@ from tfmood import metadata
 from tfmood.data import convert
 from tfmood.tags import NUM_TAGS, TAGS
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 BANDS = 96
 SPLIT_SIZES = {"train": 700, "validation": 224, "test": 224}
 FRAME_RANGE = (160, 420)

@@ -25,6 +25,13 @@ def list_shards(records_dir: str, split: str) -> list:
     return shards
 
 
+def crops_per_epoch(track_frames, crop_frames, crops_per_track=None) -> int:
+    """How many crops one epoch yields (the same rule as `_crops`)."""
+    if crops_per_track:
+        return crops_per_track * len(track_frames)
+    return sum(max(1, (f + crop_frames // 2) // crop_frames) for f in track_frames)
+
+
 def _crops(record, dtype, crop_frames, crops_per_track, seed):
     """One parsed track -> (`[k, bands, crop]` crops, `[k, 56]` labels)."""
     track = schema.parse(record, dtype)
@@ -38,7 +45,7 @@ def _crops(record, dtype, crop_frames, crops_per_track, seed):
 
 
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
-                  shuffle_buffer=2048, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
+                  shuffle_buffer=1024, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
                   seed=None, deterministic=False):
     """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training."""
     if crop_frames < 1:
@@ -58,6 +65,10 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
         ds = ds.map(lambda x, y: (x, augment.rarest_tag(y, counts)), num_parallel_calls=AUTOTUNE)
     # Full batches only: every replica step sees the same global batch size.
     ds = ds.batch(batch_size, drop_remainder=True)
+    frames = manifest["splits"][split].get("track_frames")
+    if frames:  # a known epoch length gives Keras a progress total and no "ran out of data" warnings
+        steps = crops_per_epoch(frames, crop_frames, crops_per_track) // batch_size
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     ds = ds.map(lambda x, y: _augment_batch(x, y, spec_augment, mixup_alpha, seed),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)

@@ -53,9 +53,9 @@ def segment_tokens(segments, cnn_name, imagenet, conv_width, hidden, head_paddin
     """`[n_segments, bands, S, 1] -> [n_segments, hidden]`: AMLAG's CNN + out_conv + global max."""
     x = SEGMENT_CNNS.get(cnn_name)(segments, imagenet=imagenet, **cnn_options)
     if head_padding == "valid" and (x.shape[1] < 3 or x.shape[2] < 3):
-        raise ValueError(f"the CNN maps a {segments.shape[1]}x{segments.shape[2]} segment to {x.shape[1]}x{x.shape[2]}, "
-                         "too small for the 3x3 'valid' out_conv: use more bands or `segment_frames`, or "
-                         "head_padding='same'")
+        raise ValueError(f"the CNN maps a {segments.shape[1]}x{segments.shape[2]} segment to "
+                         f"{x.shape[1]}x{x.shape[2]}, too small for the 3x3 'valid' out_conv: use more bands or "
+                         "`segment_frames`, or head_padding='same'")
     x = layers.Conv2D(conv_width, 3, padding=head_padding, activation="relu", name=f"{name}_out_conv1")(x)
     x = layers.Conv2D(hidden, 1, activation="relu", name=f"{name}_out_conv2")(x)
     return layers.GlobalMaxPooling2D(name=f"{name}_max")(x)

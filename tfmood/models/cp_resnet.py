@@ -101,10 +101,22 @@ def cp_head(x, num_tags, attention_avg, name="head"):
     return layers.Activation("sigmoid", dtype="float32", name=f"{name}_scores")(pooled)
 
 
-def build_cp_network(input_shape, num_tags, block, rho, base_channels, attention_avg, input_norm, model_name):
-    """Stem, the rho-scheduled stages of `block(x, filters, k1, k2, init, name)`, and the CP head."""
+def blocks_per_stage(depth):
+    """cpjku's `depth` config: (depth - 2) / 6 BasicBlocks per stage (26 -> 4, the published network)."""
+    if not isinstance(depth, int) or (depth - 2) % 6 or not 8 <= depth <= 26:
+        raise ValueError(f"depth must be one of 8, 14, 20, 26 ((depth - 2) / 6 blocks per stage), got {depth!r}.")
+    return (depth - 2) // 6
+
+
+def build_cp_network(input_shape, num_tags, block, rho, base_channels, attention_avg, input_norm, model_name,
+                     depth=26):
+    """Stem, the rho-scheduled stages of `block(x, filters, k1, k2, init, name)`, and the CP head.
+
+    `depth` < 26 keeps the first (depth - 2) / 6 blocks of each stage (and their kernels): for small test models.
+    """
     inputs = input_layer(input_shape)
-    init = fixup_initializers(STAGES * BLOCKS_PER_STAGE)
+    per_stage = blocks_per_stage(depth)
+    init = fixup_initializers(STAGES * per_stage)
     x = inputs
     if input_norm:
         x = layers.BatchNormalization(axis=1, center=False, scale=False, name="input_norm")(x)
@@ -113,7 +125,7 @@ def build_cp_network(input_shape, num_tags, block, rho, base_channels, attention
                       name="stem_conv")(x)
     x = layers.ReLU(name="stem_relu")(batch_norm("stem_bn")(x))
     for stage, (k1s, k2s) in enumerate(kernel_schedule(rho)):
-        for index, (k1, k2) in enumerate(zip(k1s, k2s)):
+        for index, (k1, k2) in enumerate(zip(k1s[:per_stage], k2s[:per_stage])):
             x = block(x, base_channels * 2 ** stage, k1, k2, init, f"stage{stage + 1}_block{index + 1}")
             if stage == 0 and index in STAGE1_POOLS_AFTER:
                 x = layers.MaxPooling2D(2, name=f"stage1_pool{index + 1}")(x)
@@ -128,7 +140,7 @@ def check_rho(rho):
 
 @register("cp_resnet")
 def build_cp_resnet(input_shape=(256, None, 1), num_tags=56, rho=7, base_channels=128, attention_avg=False,
-                    input_norm=True):
+                    input_norm=True, depth=26):
     """CP-JKU's receptive-field-regularised CP ResNet (rho sets the kernels); MediaEval 2019 CP-JKU base model."""
     return build_cp_network(input_shape, num_tags, basic_block, check_rho(rho), base_channels, attention_avg,
-                            input_norm, "cp_resnet")
+                            input_norm, "cp_resnet", depth)

@@ -25,7 +25,7 @@ def fa_block(x, filters, k1, k2, init, name):
 
 @register("fa_resnet")
 def build_fa_resnet(input_shape=(256, None, 1), num_tags=56, rho=7, base_channels=128, attention_avg=False,
-                    input_norm=True):
+                    input_norm=True, depth=26):
     """Frequency-aware CP ResNet (coordinate channel before every block conv); CP-JKU 2019 run 2."""
     return build_cp_network(input_shape, num_tags, fa_block, check_rho(rho), base_channels, attention_avg,
-                            input_norm, "fa_resnet")
+                            input_norm, "fa_resnet", depth)

@@ -10,9 +10,11 @@ parser): stem 3x3 s2 to 16 (BN, ReLU); `ds` = depthwise-separable block, `ir` = 
 the expansion), `nsw` = swish for that block (ReLU otherwise); identity skip when stride 1 and channels match;
 head 1x1 conv to 1536 (BN, ReLU). Parameter count checked against timm in docs/models.md (`imagenet_classes`).
 Differs from the seed: no ImageNet weights; sigmoid dense head; `width_mult` scales channels (timm's
-round-to-8 rule) for narrow test models.
+round-to-8 rule) and `depth_mult` each block string's repeats (ceil; timm scales per stage, identical at 1.0),
+for small test models.
 """
 
+import math
 import re
 
 import keras
@@ -71,12 +73,12 @@ def mix_block(x, spec, stride, channels, name):
     return y
 
 
-def mixnet_features(x, width_mult=1.0, name="mixnet"):
+def mixnet_features(x, width_mult=1.0, depth_mult=1.0, name="mixnet"):
     x = conv_bn(x, make_divisible(STEM * width_mult), 3, 2, "relu", f"{name}_stem")
     index = 0
     for text in ARCH:
         spec = parse_block(text)
-        for repeat in range(spec["repeats"]):
+        for repeat in range(max(1, math.ceil(spec["repeats"] * depth_mult))):
             index += 1
             x = mix_block(x, spec, spec["stride"] if repeat == 0 else 1,
                           make_divisible(spec["channels"] * width_mult), f"{name}_block{index}")
@@ -84,11 +86,12 @@ def mixnet_features(x, width_mult=1.0, name="mixnet"):
 
 
 @register("mixnet_s")
-def build_mixnet_s(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, dropout=0.2, imagenet_classes=None):
+def build_mixnet_s(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, depth_mult=1.0, dropout=0.2,
+                   imagenet_classes=None):
     """MixNet-S (MixConv) rebuilt from timm's block strings with the 1->3 channel stem; SELAB-HCMUS 2021."""
     inputs = input_layer(input_shape)
     if imagenet_classes:  # the bare ImageNet classifier of timm, for parameter-count comparisons only
-        logits = imagenet_classifier(mixnet_features(inputs, width_mult), imagenet_classes, dropout)
+        logits = imagenet_classifier(mixnet_features(inputs, width_mult, depth_mult), imagenet_classes, dropout)
         return keras.Model(inputs, logits, name="mixnet_s_imagenet")
-    features = mixnet_features(bw2col(inputs), width_mult)
+    features = mixnet_features(bw2col(inputs), width_mult, depth_mult)
     return keras.Model(inputs, tagging_head(features, num_tags, dropout), name="mixnet_s")

@@ -7,8 +7,8 @@ its code, gitlab shreyan/moodwalk, is not public, so its exact configuration is 
 Keras has no ResNet-34, so it is built here as in torchvision: 7x7 s2 stem with padding 3, 3x3 s2 max pool with
 padding 1, basic blocks with a 1x1 s2 conv + BN projection when the shape changes, global average pool.
 Differs from the original: one input channel instead of RGB, a sigmoid multi-label head, and `width` scales
-every stage's channels (64 by default) for small test models. `imagenet_classes=1000` on 224x224x3 builds
-the bare torchvision classifier (21.8 M parameters) to check the count.
+every stage's channels (64 by default) and `stage_blocks` the blocks per stage, for small test models.
+`imagenet_classes=1000` on 224x224x3 builds the bare torchvision classifier (21.8 M parameters) to check the count.
 """
 
 import keras
@@ -43,12 +43,12 @@ def basic_block(x, filters, strides, name):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def resnet34_features(x, width=64, name="resnet34"):
+def resnet34_features(x, width=64, stage_blocks=STAGE_BLOCKS, name="resnet34"):
     """The ResNet-34 trunk: `[batch, bands, frames, c]` -> `[batch, bands/32, frames/32, 8*width]`."""
     x = conv_bn(x, width, 7, 2, f"{name}_stem")
     x = layers.ZeroPadding2D(1, name=f"{name}_pool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name=f"{name}_pool")(x)
-    for stage, blocks in enumerate(STAGE_BLOCKS):
+    for stage, blocks in enumerate(stage_blocks):
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
             x = basic_block(x, width * 2 ** stage, strides, f"{name}_stage{stage + 1}_block{block + 1}")
@@ -56,14 +56,16 @@ def resnet34_features(x, width=64, name="resnet34"):
 
 
 @register("resnet34")
-def build_resnet34(input_shape=(96, None, 1), num_tags=56, width=64, dropout=0.0, imagenet_classes=None):
+def build_resnet34(input_shape=(96, None, 1), num_tags=56, width=64, dropout=0.0, imagenet_classes=None,
+                   stage_blocks=STAGE_BLOCKS):
     """ResNet-34 (basic blocks [3, 4, 6, 3]) on 1-channel spectrograms; CP-JKU 2019 run 5, UAI-CNRL 2020 backbone."""
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive integer (channels of the first stage), got {width!r}.")
     inputs = input_layer(input_shape)
     if imagenet_classes:  # torchvision's ImageNet classifier, for parameter-count comparisons only
-        pooled = layers.GlobalAveragePooling2D(name="classifier_pool")(resnet34_features(inputs, width))
+        features = resnet34_features(inputs, width, tuple(stage_blocks))
+        pooled = layers.GlobalAveragePooling2D(name="classifier_pool")(features)
         return keras.Model(inputs, layers.Dense(imagenet_classes, name="classifier_fc")(pooled),
                            name="resnet34_imagenet")
-    outputs = tagging_head(resnet34_features(inputs, width), num_tags, dropout)
+    outputs = tagging_head(resnet34_features(inputs, width, tuple(stage_blocks)), num_tags, dropout)
     return keras.Model(inputs, outputs, name="resnet34")

@@ -9,7 +9,7 @@ here): 3x3 s2 stem to 32 channels (BN, SiLU); 16 LinearBottlenecks (layers [1,2,
 in-channels outputs when stride is 1; 1x1 conv to 1280 + BN + SiLU. Parameter count checked against timm in
 docs/models.md (`imagenet_classes=1000` builds the bare ImageNet classifier for that).
 Differs from the seed: no ImageNet weights (timm's are PyTorch; porting them is future work); the seed's logits
-+ sigmoid are one sigmoid dense layer; `width_mult` < 1 follows timm's rule for narrow test models.
++ sigmoid are one sigmoid dense layer; `width_mult` / `depth_mult` < 1 follow timm's rules (small test models).
 """
 
 import math
@@ -26,12 +26,13 @@ LAYERS = (1, 2, 2, 3, 3, 5)
 STRIDES = (1, 2, 2, 2, 1, 2)
 
 
-def block_config(width_mult=1.0, initial=16, final=180, se_ratio=1 / 12):
+def block_config(width_mult=1.0, depth_mult=1.0, initial=16, final=180, se_ratio=1 / 12):
     """`[(out_channels, expansion, stride, se_ratio)]` for the 16 blocks, timm's `_block_cfg` rule."""
-    strides = [s for n, first in zip(LAYERS, STRIDES) for s in [first] + [1] * (n - 1)]
-    count = sum(LAYERS)
-    expansions = [1] * LAYERS[0] + [6] * (count - LAYERS[0])
-    se = [0.0] * (LAYERS[0] + LAYERS[1]) + [se_ratio] * (count - LAYERS[0] - LAYERS[1])
+    stage_layers = [math.ceil(n * depth_mult) for n in LAYERS]
+    strides = [s for n, first in zip(stage_layers, STRIDES) for s in [first] + [1] * (n - 1)]
+    count = sum(stage_layers)
+    expansions = [1] * stage_layers[0] + [6] * (count - stage_layers[0])
+    se = [0.0] * (stage_layers[0] + stage_layers[1]) + [se_ratio] * (count - stage_layers[0] - stage_layers[1])
     base = initial / width_mult if width_mult < 1.0 else initial
     channels = []
     for _ in range(count):
@@ -58,20 +59,21 @@ def linear_bottleneck(x, out_channels, expansion, stride, se_ratio, name):
     return layers.Concatenate(name=f"{name}_merge")([layers.Add(name=f"{name}_add")([head, x]), tail])
 
 
-def rexnet_features(x, width_mult=1.0, name="rexnet"):
+def rexnet_features(x, width_mult=1.0, depth_mult=1.0, name="rexnet"):
     stem = max(1, round((32 / width_mult if width_mult < 1.0 else 32) * width_mult))
     x = conv_bn(x, stem, 3, 2, "swish", f"{name}_stem")
-    for index, (channels, expansion, stride, se_ratio) in enumerate(block_config(width_mult)):
+    for index, (channels, expansion, stride, se_ratio) in enumerate(block_config(width_mult, depth_mult)):
         x = linear_bottleneck(x, channels, expansion, stride, se_ratio, f"{name}_block{index + 1}")
     return conv_bn(x, max(1, int(1280 * width_mult + 0.5)), 1, 1, "swish", f"{name}_head")
 
 
 @register("rexnet_100")
-def build_rexnet_100(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, dropout=0.2, imagenet_classes=None):
+def build_rexnet_100(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, depth_mult=1.0, dropout=0.2,
+                     imagenet_classes=None):
     """ReXNet-1.0 rebuilt from timm's spec with the 1->3 channel stem; SELAB-HCMUS 2021 co-teaching."""
     inputs = input_layer(input_shape)
     if imagenet_classes:  # the bare ImageNet classifier of timm, for parameter-count comparisons only
-        logits = imagenet_classifier(rexnet_features(inputs, width_mult), imagenet_classes, dropout)
+        logits = imagenet_classifier(rexnet_features(inputs, width_mult, depth_mult), imagenet_classes, dropout)
         return keras.Model(inputs, logits, name="rexnet_100_imagenet")
-    features = rexnet_features(bw2col(inputs), width_mult)
+    features = rexnet_features(bw2col(inputs), width_mult, depth_mult)
     return keras.Model(inputs, tagging_head(features, num_tags, dropout), name="rexnet_100")

@@ -21,7 +21,7 @@ def shake_block(x, filters, k1, k2, init, name):
 
 @register("shake_fa_resnet")
 def build_shake_fa_resnet(input_shape=(256, None, 1), num_tags=56, rho=7, base_channels=128, attention_avg=False,
-                          input_norm=True):
+                          input_norm=True, depth=26):
     """Shake-Shake FA-ResNet (two branches per block, stochastic mixing); CP-JKU 2019 run 1 [UNVERIFIED design]."""
     return build_cp_network(input_shape, num_tags, shake_block, check_rho(rho), base_channels, attention_avg,
-                            input_norm, "shake_fa_resnet")
+                            input_norm, "shake_fa_resnet", depth)

@@ -62,7 +62,8 @@ def encoder_layer(x, heads: int, ffn: int, attention_dropout: float, dropout: fl
     attended = layers.Dropout(dropout, name=f"{name}_mha_dropout")(attended)
     x = layers.LayerNormalization(epsilon=1e-12, name=f"{name}_mha_norm")(layers.Add()([x, attended]))
     expanded = layers.Dense(ffn, activation="gelu", name=f"{name}_ffn_in")(x)  # keras "gelu" is the exact erf form
-    projected = layers.Dropout(dropout, name=f"{name}_ffn_dropout")(layers.Dense(hidden, name=f"{name}_ffn_out")(expanded))
+    projected = layers.Dense(hidden, name=f"{name}_ffn_out")(expanded)
+    projected = layers.Dropout(dropout, name=f"{name}_ffn_dropout")(projected)
     return layers.LayerNormalization(epsilon=1e-12, name=f"{name}_ffn_norm")(layers.Add()([x, projected]))
 
 

@@ -96,7 +96,8 @@ def load_nsynth_checkpoint(model: keras.Model, ckpt_path: str, use_ema=None, sco
 
     reader = tf.train.load_checkpoint(ckpt_path)
     available = reader.get_variable_to_shape_map()
-    wanted = {layer.name: (f"{scope}{layer.name}/W", f"{scope}{layer.name}/biases") for layer in checkpoint_layers(model)}
+    wanted = {layer.name: (f"{scope}{layer.name}/W", f"{scope}{layer.name}/biases")
+              for layer in checkpoint_layers(model)}
     shadows = {n: f"{n}/ExponentialMovingAverage" for pair in wanted.values() for n in pair}
     if use_ema is None:
         use_ema = all(s in available for s in shadows.values())

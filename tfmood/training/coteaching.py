@@ -87,6 +87,15 @@ class CoTeaching(keras.Model):
     def networks(self) -> dict:
         return {"a": self.net_a, "b": self.net_b}
 
+    # Shapes as a functional model has them: `tfmood.export` checks the bands and the number of tags.
+    @property
+    def input_shape(self):
+        return self.net_a.input_shape
+
+    @property
+    def output_shape(self):
+        return self.net_a.output_shape
+
     def call(self, inputs, training=None):
         return (self.net_a(inputs, training=training) + self.net_b(inputs, training=training)) / 2
 

@@ -101,7 +101,8 @@ def train(cfg: TrainConfig) -> dict:
     print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
     callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
-    model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks)
+    # shuffle=False: the tf.data pipeline shuffles; Keras would only warn that it can't.
+    model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
     return finish(cfg, paths, records, chief)
 
 

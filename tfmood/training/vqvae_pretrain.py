@@ -21,8 +21,9 @@ def encoder_weights_path(out_path: str) -> str:
 
 
 def _save_atomic(save, path):
-    stem, suffix = (path[: -len(".weights.h5")], ".weights.h5") if path.endswith(".weights.h5") else os.path.splitext(path)
-    tmp = f"{stem}.tmp-{os.getpid()}{suffix}"
+    # Keras picks the format from the suffix, so the temporary name keeps it.
+    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+    tmp = f"{path[: -len(suffix)]}.tmp-{os.getpid()}{suffix}"
     save(tmp)
     os.replace(tmp, path)
 
