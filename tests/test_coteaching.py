@@ -180,6 +180,18 @@ def test_two_branch_nets_are_ranked_on_their_dual_output_loss():
     assert np.isfinite(pair.fit(X, Y, batch_size=4, epochs=1, verbose=0).history["loss"][0])
 
 
+def test_mixed_losses_rank_on_the_mixed_per_sample_loss():
+    pair = CoTeaching(dense_net(WA, "a"), dense_net(WB, "b"))
+    pair.compile("sgd", loss=losses.get("bce", mixed=True))
+    lam = np.array([0.5, 0.7, 0.9, 1.0], "float32")
+    packed = losses.pack(Y, Y[::-1], lam).numpy()
+    _, per_sample = pair._sample_losses(pair.net_a, X, packed, training=False)
+    bce = losses.per_sample(losses.get("bce"))
+    scores = pair.net_a(X)
+    np.testing.assert_allclose(per_sample, lam * bce(Y, scores) + (1 - lam) * bce(Y[::-1], scores), rtol=1e-5)
+    assert np.isfinite(pair.fit(X, packed, batch_size=4, epochs=1, verbose=0).history["loss"][0])
+
+
 def test_coteaching_train_run_writes_summary_checkpoints_and_exports(tiny_records, tmp_path):
     from tfmood.training.trainer import train
     cfg = TrainConfig(model="tiny_cnn", peer="tiny_cnn", forget_rate=0.25, forget_epochs=0, data=tiny_records,

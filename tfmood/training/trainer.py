@@ -13,6 +13,7 @@ from tfmood.data.convert import read_manifest
 from tfmood.evaluation.metrics import official_metrics
 from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
 from tfmood.training import callbacks as cb
+from tfmood.training import init
 from tfmood.training import coteaching, losses, optimizers, schedules
 from tfmood.training import resume, swa, tensorboard
 from tfmood.training.config import TrainConfig
@@ -98,6 +99,8 @@ def train(cfg: TrainConfig) -> dict:
         train_ds = losses.mixed_loss_batches(train_ds, cfg.mixup_alpha, cfg.seed)
     with strategy.scope():
         model = build_and_compile(cfg, bands)
+        train_stats = read_manifest(records)["splits"]["train"]
+        init.set_prior_bias(model, list(train_stats["tag_counts"].values()), train_stats["tracks"])
     print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
     callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
