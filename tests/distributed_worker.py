@@ -5,8 +5,8 @@
     TF_CONFIG=... python tests/distributed_worker.py worker RECORDS OUT_DIR   # MultiWorkerMirrored
 
 Weights go to `worker_dir(strategy, OUT_DIR)/weights.npz` (the chief's straight into OUT_DIR).
-Why the runs are comparable exactly: the same global batches in the same order on every setup (seeded
-pipeline and op determinism, like `--deterministic`, no augmentation, DATA auto-sharding: the global batch is split into
+Why the runs are comparable exactly: the same global batches in the same order on every setup (fixed
+crops, no augmentation, DATA auto-sharding: the global batch is split into
 per-replica halves and worker i takes half i, so one step covers exactly the single-process batch), the
 same initial weights (same seed), SGD (no per-replica state), and no BatchNormalization (its batch
 statistics would be per replica). Gradients are means over the global batch in both cases.
@@ -32,11 +32,16 @@ def strategy_for(mode):
 
 
 def dataset(records):
+    """The first 16 frames of each training track, in split order: fixed data, no random op.
+
+    (The training pipeline's random crops are seeded, but Keras' distributed iterator draws them in a
+    different order than a plain one, so they cannot serve an exact comparison.)
+    """
     import tensorflow as tf
     from tfmood.data import pipeline
 
-    ds = pipeline.train_dataset(records, "train", GLOBAL_BATCH, crop_frames=16, crops_per_track=1,
-                                spec_augment=False, seed=1, deterministic=True)
+    ds = pipeline.eval_dataset(records, "train", crop_frames=16, segments=1)
+    ds = ds.map(lambda track: (track["segments"][0], track["labels"])).batch(GLOBAL_BATCH, drop_remainder=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
@@ -48,19 +53,20 @@ def main(mode, records, out):
     import tiny_model  # noqa: F401
     from tfmood import models
     from tfmood.data.convert import read_manifest
-    from tfmood.training.strategy import is_chief, worker_dir
+    from tfmood.training.strategy import is_chief, prepare_fit, worker_dir
 
     import tensorflow as tf
 
     strategy = strategy_for(mode)
     keras.utils.set_random_seed(0)
-    # Random ops in parallel Dataset.map calls draw in a racy order; op determinism serialises them.
-    tf.config.experimental.enable_op_determinism()
+    tf.config.experimental.enable_op_determinism()  # same kernels and reduction orders run to run
     bands = read_manifest(records)["bands"]
     with strategy.scope():
         model = models.build("tiny_cnn", input_shape=(bands, None, 1), batch_norm=False, width=4)
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
-    model.fit(dataset(records), epochs=1, steps_per_epoch=STEPS, verbose=0)
+    data = dataset(records)
+    prepare_fit(model, data)  # the trainer does the same
+    model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0)
     folder = worker_dir(strategy, out)
     os.makedirs(folder, exist_ok=True)
     np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(),

@@ -45,12 +45,13 @@ def np_sample_losses(weights):
     return -(Y * np.log(p) + (1 - Y) * np.log(1 - p)).mean(axis=1)
 
 
-def test_each_net_is_updated_on_the_samples_its_peer_keeps():
+@pytest.mark.parametrize("xla", [False, True])
+def test_each_net_is_updated_on_the_samples_its_peer_keeps(xla):
     keep_a = np.sort(np.argsort(np_sample_losses(WA))[:3])  # forget rate .25 of 4 samples: keep 3
     keep_b = np.sort(np.argsort(np_sample_losses(WB))[:3])
     assert set(keep_a) != set(keep_b)  # the data were chosen so the nets disagree
     pair = CoTeaching(dense_net(WA, "a"), dense_net(WB, "b"))
-    pair.compile(keras.optimizers.SGD(LR), loss="bce")
+    pair.compile(keras.optimizers.SGD(LR), loss="bce", jit_compile=xla)  # XLA: as on a GPU by default
     pair.forget_rate.assign(0.25)
     logs = pair.fit(X, Y, batch_size=4, epochs=1, shuffle=False, verbose=0).history
     for net, mine, peer in ((pair.net_a, WA, keep_b), (pair.net_b, WB, keep_a)):

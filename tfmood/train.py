@@ -4,6 +4,11 @@ Usage:
     python -m tfmood.train --model mobilenetv2                       # built-in demo data, a few CPU minutes
     python -m tfmood.train --model mobilenetv2 --data records/jamendo-mel --epochs 100 --batch-size 32
     python -m tfmood.train --list-models
+    # a published system with its paper's settings (docs/recipes.md); other flags override them
+    python -m tfmood.train --list-recipes
+    python -m tfmood.train --recipe cpjku2019-faresnet --data records/jamendo-mel
+    python -m tfmood.train --recipe cpjku2019-faresnet --smoke          # tiny 1-epoch run on the demo data
+    python -m tfmood.train --model vqvae --pretrain saved_models/vqvae.keras --data records/jamendo-mel
     # co-teaching (SELAB-HCMUS 2021): exports NAME (mean of both nets), NAME-a and NAME-b
     python -m tfmood.train --model efficientnet_b0 --peer rexnet_100 --forget-rate 0.05 --forget-epochs 10 \\
         --loss weighted_focal --optimizer adam --amsgrad --data records/jamendo-mel
@@ -28,7 +33,7 @@ from tfmood.training.config import DEMO_OVERRIDES, TrainConfig
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tfmood.train", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="mobilenetv2", help="model name (see --list-models); default mobilenetv2")
+    p.add_argument("--model", help="model name (see --list-models); default mobilenetv2 (or the recipe's)")
     p.add_argument("--list-models", action="store_true", help="print every model with a description and exit")
     p.add_argument("--data", help="converted records folder (tools/convert.py); default: built-in demo data")
     p.add_argument("--epochs", type=int)
@@ -49,7 +54,18 @@ def parse_args(argv=None):
     p.add_argument("--no-export", dest="export", action="store_false", default=None)
     add_method_args(p)
     add_machinery_args(p)
+    add_recipe_args(p)
     return p.parse_args(argv)
+
+
+def add_recipe_args(p):
+    """Published systems as configs (tfmood.recipes; docs/recipes.md); the other flags override their settings."""
+    p.add_argument("--recipe", help="train a published system with its paper's settings (see --list-recipes)")
+    p.add_argument("--smoke", action="store_true", help="with --recipe: a tiny 1-epoch run on the demo data (CI)")
+    p.add_argument("--list-recipes", action="store_true", help="print every recipe with its published scores")
+    p.add_argument("--pretrain", metavar="OUT.keras",
+                   help="with --model vqvae: pre-train the Taiinn VQ-VAE on --data and write OUT.keras (step 1 "
+                        "of the taiinn2019-* recipes; --epochs/--batch-size/--crop-frames/--lr/--seed apply)")
 
 
 def add_machinery_args(p):
@@ -94,8 +110,8 @@ def options(items) -> dict:
 def config_from_args(args) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if getattr(args, f.name, None) is not None}
-    cfg = TrainConfig(**values)
-    if args.data is None:  # demo defaults, unless the user set them explicitly
+    cfg = base_config(args, values)
+    if args.data is None and not args.recipe:  # demo defaults, unless the user set them explicitly
         for key, value in DEMO_OVERRIDES.items():
             if key not in values:
                 setattr(cfg, key, value)
@@ -108,6 +124,38 @@ def config_from_args(args) -> TrainConfig:
     return cfg.validate()
 
 
+def base_config(args, values: dict) -> TrainConfig:
+    """`--recipe`'s config with the flags the user gave on top (`values`), else a plain `TrainConfig`."""
+    if not args.recipe:
+        if args.smoke:
+            raise SystemExit("error: --smoke shrinks a recipe: add --recipe NAME (see --list-recipes)")
+        return TrainConfig(**values)
+    from tfmood import recipes
+    return dataclasses.replace(recipes.get(args.recipe, smoke=args.smoke), **values)
+
+
+def list_recipes():
+    from tfmood import recipes
+    for name, line in recipes.describe().items():
+        print(f"{name:32s} {line}")
+    return 0
+
+
+def pretrain_vqvae(args):
+    """`--model vqvae --pretrain OUT.keras`: step 1 of the Taiinn recipes (`tfmood.training.vqvae_pretrain`)."""
+    if args.model != "vqvae":
+        raise SystemExit(f"error: --pretrain pre-trains the VQ-VAE: use --model vqvae. Received: --model {args.model}")
+    from tfmood.data import demo
+    from tfmood.training import vqvae_pretrain
+    given = dict(epochs=args.epochs, batch_size=args.batch_size, crop_frames=args.crop_frames,
+                 learning_rate=args.lr, seed=args.seed)
+    history = vqvae_pretrain.pretrain(args.data or demo.ensure_demo_records(), args.pretrain, verbose=2,
+                                      **{key: value for key, value in given.items() if value is not None})
+    print(f"final loss {history['loss'][-1]:.5f}; wrote {args.pretrain} and "
+          f"{vqvae_pretrain.encoder_weights_path(args.pretrain)}")
+    return 0
+
+
 def _json_or_str(raw):
     try:
         return json.loads(raw)
@@ -117,12 +165,17 @@ def _json_or_str(raw):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.list_recipes:  # before TensorFlow loads: instant
+        return list_recipes()
     from tfmood import models  # after argparse, so --help is instant
     if args.list_models:
         for name, line in models.describe().items():
             print(f"{name:24s} {line}")
         return 0
-    models.MODELS.get(args.model)  # fail fast with the list of known models
+    if args.pretrain:
+        return pretrain_vqvae(args)
+    if args.model:
+        models.MODELS.get(args.model)  # fail fast with the list of known models
     from tfmood.training.trainer import train
     train(config_from_args(args))
     return 0

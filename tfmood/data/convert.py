@@ -29,6 +29,7 @@ from tfmood.data import schema
 from tfmood.tags import NUM_TAGS, TAGS, tag_index
 
 MANIFEST = "manifest.json"
+SIDECAR_VERSION = 2  # bump when the sidecar's fields change: older finished shards are then redone
 
 
 class ConversionError(RuntimeError):
@@ -86,7 +87,7 @@ def plan(splits: dict, num_shards: int) -> list:
 
 def fingerprint(task: ShardTask, options: Options) -> str:
     """What a finished shard was made from; a re-run with other settings or tracks redoes the shard."""
-    desc = json.dumps([schema.SCHEMA_VERSION, os.path.abspath(options.features_root), options.kind,
+    desc = json.dumps([schema.SCHEMA_VERSION, SIDECAR_VERSION, os.path.abspath(options.features_root), options.kind,
                        options.bands, options.dtype, options.skip_bad,
                        [(t.track_id, t.path, t.tags) for t in task.tracks]])
     return hashlib.sha256(desc.encode()).hexdigest()

@@ -26,24 +26,24 @@ _SPACINGS = (3, 4, 5, 6, 7, 9, 11)
 _PERIODS = (4, 6, 8, 11, 14, 18, 24, 32)
 
 
-def tag_texture(tag: int, frames: int, rng: np.random.Generator) -> np.ndarray:
-    """A [BANDS, frames] 0/1 pattern for `tag`: striped in frequency, pulsed in time, randomly placed."""
+def tag_texture(tag: int, frames: int, rng: np.random.Generator, bands: int = BANDS) -> np.ndarray:
+    """A [bands, frames] 0/1 pattern for `tag`: striped in frequency, pulsed in time, randomly placed."""
     spacing, period = _SPACINGS[tag % 7], _PERIODS[tag // 7]
-    f = np.arange(BANDS)[:, None]
+    f = np.arange(bands)[:, None]
     t = np.arange(frames)[None, :]
-    lo = rng.integers(0, BANDS // 2)
-    region = (f >= lo) & (f < lo + BANDS // 2)
+    lo = rng.integers(0, bands // 2)
+    region = (f >= lo) & (f < lo + bands // 2)
     stripes = (f - lo) % spacing == 0
     pulses = ((t + rng.integers(0, period)) % period) < max(1, period // 2)
     return (region & stripes & pulses).astype(np.float32)
 
 
-def synth_track(tags, frames: int, rng: np.random.Generator) -> np.ndarray:
+def synth_track(tags, frames: int, rng: np.random.Generator, bands: int = BANDS) -> np.ndarray:
     """MTG-scale mel-spectrogram (20*log10 of mel power) with the tags' textures over a noisy floor."""
-    power = 10 ** (rng.normal(-3.0, 0.5, (BANDS, frames)))                   # ~ -60 dB floor
-    power *= 10 ** (-np.linspace(0, 2, BANDS))[:, None]                      # darker highs, like music
+    power = 10 ** (rng.normal(-3.0, 0.5, (bands, frames)))                   # ~ -60 dB floor
+    power *= 10 ** (-np.linspace(0, 2, bands))[:, None]                      # darker highs, like music
     for tag in tags:
-        power += 10 ** rng.uniform(-0.5, 0.5) * tag_texture(tag, frames, rng)
+        power += 10 ** rng.uniform(-0.5, 0.5) * tag_texture(tag, frames, rng, bands)
     return (20 * np.log10(np.maximum(power, 1e-10))).astype(np.float32)
 
 
@@ -53,11 +53,13 @@ def _draw_tags(i: int, rng: np.random.Generator, popularity: np.ndarray) -> tupl
     return tuple(sorted({first, *extra.tolist()}))
 
 
-def generate(root: str, seed: int = 0, sizes: dict = None, frame_range: tuple = FRAME_RANGE) -> dict:
+def generate(root: str, seed: int = 0, sizes: dict = None, frame_range: tuple = FRAME_RANGE,
+             bands: int = BANDS) -> dict:
     """Write `root/splits/*.tsv` and `root/features/NN/ID.npy`. Returns split -> [Track].
 
     `sizes` (split -> tracks, default `SPLIT_SIZES`) and `frame_range` shrink it for tests; keep every
-    split at >= 56 tracks so that every tag occurs in it.
+    split at >= 56 tracks so that every tag occurs in it. `bands` other than 96 gives the same signal on
+    another band count (16: shaped like NSynth WaveNet features).
     """
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, NUM_TAGS + 1) ** 0.8
@@ -71,7 +73,7 @@ def generate(root: str, seed: int = 0, sizes: dict = None, frame_range: tuple = 
             track = metadata.Track(track_id=next_id, artist_id=f"artist_{split_no:03d}{i // 4:03d}",
                                    album_id=f"album_{split_no:03d}{i // 2:04d}", path=f"{next_id % 100:02d}/{next_id}.mp3",
                                    duration=frames * 256 / 12000, tags=tuple(TAGS[t] for t in tags))
-            _save_npy(track.feature_path(os.path.join(root, "features")), synth_track(tags, frames, rng))
+            _save_npy(track.feature_path(os.path.join(root, "features")), synth_track(tags, frames, rng, bands))
             tracks.append(track)
             next_id += 1
         os.makedirs(os.path.join(root, "splits"), exist_ok=True)
@@ -87,18 +89,28 @@ def _save_npy(path, array):
     os.replace(tmp, path)
 
 
-def ensure_demo_records(records_root: str = "records", show_progress: bool = True) -> str:
-    """Return `records_root/demo`, generating and converting the demo dataset on first use."""
-    out = os.path.join(records_root, "demo")
+# Band count -> (records folder, source folder, feature kind, split sizes). The 16-band variant is shaped like
+# NSynth WaveNet features, for smoke runs of the WaveNet recipes; it is smaller because only smoke runs use it.
+VARIANTS = {BANDS: ("demo", "demo-source", "mel", SPLIT_SIZES),
+            16: ("demo-wavenet", "demo-wavenet-source", "wavenet", {"train": 112, "validation": 56, "test": 56})}
+
+
+def ensure_demo_records(records_root: str = "records", show_progress: bool = True, bands: int = BANDS) -> str:
+    """Return `records_root/demo` (96 mel bands; `bands=16`: `records_root/demo-wavenet`), generating and
+    converting the demo dataset on first use."""
+    if bands not in VARIANTS:
+        raise ValueError(f"`bands` must be one of {sorted(VARIANTS)} for the demo dataset. Received: {bands!r}")
+    folder, source, kind, sizes = VARIANTS[bands]
+    out = os.path.join(records_root, folder)
     try:
         if convert.read_manifest(out).get("demo_version") == DEMO_VERSION:
             return out
     except FileNotFoundError:
         pass
-    raw = os.path.join(records_root, "demo-source")
+    raw = os.path.join(records_root, source)
     print(f"Generating the built-in demo dataset in {raw} (first use only) ...")
-    splits = generate(raw)
-    options = convert.Options(features_root=os.path.join(raw, "features"), out_dir=out, kind="mel", bands=BANDS)
+    splits = generate(raw, sizes=sizes, bands=bands)
+    options = convert.Options(features_root=os.path.join(raw, "features"), out_dir=out, kind=kind, bands=bands)
     manifest = convert.run(splits, options, num_shards=4, workers=1, show_progress=show_progress)
     manifest["demo_version"] = DEMO_VERSION
     convert._atomic_json(os.path.join(out, convert.MANIFEST), manifest)

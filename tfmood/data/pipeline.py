@@ -56,8 +56,12 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     # Read several shards at once so consecutive tracks come from all over the dataset.
     ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(shards)),
                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
+    # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
+    static = [None, int(manifest["bands"]), crop_frames]
     ds = ds.map(lambda r: _crops(r, manifest["dtype"], crop_frames, crops_per_track, seed),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(lambda x, y: (tf.ensure_shape(x, static), y))
     # Crops of one track arrive together: the crop-level shuffle buffer spreads them across batches.
     ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed)
     if label_balancing:

@@ -16,12 +16,18 @@ def activation(kind, name):
 
 
 def conv(x, filters, kernel, strides=1, name="conv", depthwise=False):
-    """Conv (or depthwise conv) with PyTorch's symmetric padding k//2, correct for any number of frames."""
-    if kernel > 1:
+    """Conv (or depthwise conv) with PyTorch's symmetric padding k//2, correct for any number of frames.
+
+    At stride 1, "same" *is* symmetric for odd kernels; only stride 2 needs an explicit ZeroPadding2D
+    (Keras's "same" would pad (0, 1) there).
+    """
+    padding = "same"
+    if kernel > 1 and strides > 1:
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        padding = "valid"
     if depthwise:
-        return layers.DepthwiseConv2D(kernel, strides=strides, use_bias=False, name=name)(x)
-    return layers.Conv2D(filters, kernel, strides=strides, use_bias=False, name=name)(x)
+        return layers.DepthwiseConv2D(kernel, strides=strides, padding=padding, use_bias=False, name=name)(x)
+    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name)(x)
 
 
 def conv_bn(x, filters, kernel, strides, act, name):

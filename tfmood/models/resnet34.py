@@ -25,11 +25,13 @@ def batch_norm(name):
 
 
 def conv_bn(x, filters, kernel, strides, name, relu=True):
-    """torchvision-style conv: explicit symmetric padding k//2, so stride 2 matches PyTorch for any length."""
-    if kernel > 1:
+    """torchvision-style conv: symmetric padding k//2 (explicit at stride 2, where Keras's "same" pads (0, 1))."""
+    padding = "same"
+    if kernel > 1 and strides > 1:
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-    x = layers.Conv2D(filters, kernel, strides=strides, use_bias=False, kernel_initializer="he_normal",
-                      name=f"{name}_conv")(x)
+        padding = "valid"
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
+                      kernel_initializer="he_normal", name=f"{name}_conv")(x)
     x = batch_norm(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

@@ -25,6 +25,7 @@ class TrainConfig:
     export_dir: str = "saved_models"
     export: bool = True
     records_root: str = "records"
+    demo_bands: int = 96             # built-in demo used when data is None: 96 mel bands, or 16 (WaveNet-shaped)
     verbose: int = 2
     # SWA (CP-JKU): collect from 1-based epoch swa_start every swa_every epochs; None disables it.
     swa_start: int = None

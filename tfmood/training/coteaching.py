@@ -18,8 +18,8 @@ Design choices:
   index, and saved with the weights, so checkpoints and resumed runs agree.
 - Under `tf.distribute` each replica ranks its own part of the batch (no cross-replica sort): the kept set
   differs from a global ranking unless the forget rate is 0. The update losses are divided by the *global*
-  number of kept samples (an all-reduce), and the optimizer sums the replicas' gradients, so one step on N
-  replicas equals one single-device step whenever the kept sets coincide (tests/test_coteaching.py checks it).
+  number of kept samples (kept per replica x replicas), and the optimizer sums the replicas' gradients, so one
+  step on N replicas equals one single-device step whenever the kept sets coincide (tests/test_coteaching.py).
 - Nets with two branches (`DualBranchTagger`, AMLAG) are ranked and updated on their dual-output loss: the
   mean over both branches of each sample's loss (systems.md B5).
 - Metrics: `loss` (mean of both nets' update losses), `loss_a`, `loss_b`, `kept_fraction` and `agreement`
@@ -129,16 +129,22 @@ class CoTeaching(keras.Model):
         n = tf.shape(per_sample)[0]
         remember = (1.0 - tf.cast(self.forget_rate, tf.float32)) * tf.cast(n, tf.float32)
         k = tf.maximum(1, tf.cast(tf.floor(remember + 1e-4), tf.int32))  # 1e-4: 0.95 * 20 is 18.999998 in fp32
-        kept = tf.math.top_k(-tf.cast(per_sample, tf.float32), k).indices
-        return tf.scatter_nd(kept[:, None], tf.ones([k]), [n])
+        # Rank by a stable double argsort, not top_k: k changes with R, and XLA needs static top_k sizes.
+        rank = tf.argsort(tf.argsort(tf.cast(per_sample, tf.float32), stable=True), stable=True)
+        return tf.cast(rank < k, tf.float32)
 
     @staticmethod
     def _kept_mean(per_sample, keep):
-        """Sum over this replica's kept samples / kept samples of *all* replicas, and the local mean."""
+        """Sum over this replica's kept samples / kept samples of *all* replicas, and the local mean.
+
+        Every replica gets the same number of samples (the pipeline drops the remainder), so all keep the same
+        count and the global count is the local one times the replicas: the assumption Keras' own loss scaling
+        makes, here without an extra all-reduce inside the step.
+        """
         local = ops.sum(keep)
-        total = tf.distribute.get_replica_context().all_reduce("sum", local)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         summed = ops.sum(keep * ops.cast(per_sample, "float32"))
-        return summed / tf.stop_gradient(total), summed / local
+        return summed / (local * replicas), summed / local
 
     def _regularization(self):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

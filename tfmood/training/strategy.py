@@ -59,3 +59,39 @@ def configure_precision(mixed=None) -> str:
     policy = "mixed_float16" if mixed else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def prepare_fit(model, dataset) -> None:
+    """Work around Keras 3 `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585); a no-op for
+    every other strategy. Two steps of Keras' TF trainer assume in-process replicas:
+
+    - before training, `fit` takes one batch and reduces that nested per-replica batch across replicas to
+      build metrics and optimizer, which the collective strategy cannot do: build from the dataset's
+      element spec instead (shapes and dtypes are all the build needs);
+    - each step averages the scalar logs with `reduce(..., axis=0)`, invalid on scalars: average them
+      across replicas with `axis=None` instead (MultiWorkerMirrored strategies only).
+    """
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+
+    def build(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=dataset.element_spec)
+    model._maybe_symbolic_build = build  # instance attribute: this model only
+    _patch_multi_worker_logs()
+
+
+def _patch_multi_worker_logs():
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "tfmood_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+    reduce_per_replica.tfmood_patch = True
+    tf_trainer.reduce_per_replica = reduce_per_replica

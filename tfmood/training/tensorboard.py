@@ -55,7 +55,7 @@ class TrainingViews(keras.callbacks.Callback):
         self.steps, self.finished = batch + 1, time.perf_counter()  # batch jumps with steps_per_execution
 
     def on_epoch_end(self, epoch, logs=None):
-        step = epoch + 1  # the same x axis as Keras' epoch_* scalars
+        step = epoch  # the x axis of Keras' epoch_* scalars (0-based epochs)
         if self.finished:
             with self.writers["train"].as_default(step=step):
                 tf.summary.scalar("throughput/samples_per_second",

@@ -17,7 +17,7 @@ from tfmood.training import init
 from tfmood.training import coteaching, losses, optimizers, schedules
 from tfmood.training import resume, swa, tensorboard
 from tfmood.training.config import TrainConfig
-from tfmood.training.strategy import configure_precision, get_strategy, is_chief, worker_dir
+from tfmood.training.strategy import configure_precision, get_strategy, is_chief, prepare_fit, worker_dir
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def add_machinery(callbacks, cfg, paths, records, train_ds) -> list:
 def train(cfg: TrainConfig) -> dict:
     """Train, then evaluate the best checkpoint on validation, fit thresholds, export. Returns the summary."""
     cfg.validate()
-    records = cfg.data or demo.ensure_demo_records(cfg.records_root)
+    records = cfg.data or demo.ensure_demo_records(cfg.records_root, bands=cfg.demo_bands)
     bands = read_manifest(records)["bands"]
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:  # identical weights run to run, at some speed cost
@@ -105,6 +105,7 @@ def train(cfg: TrainConfig) -> dict:
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
     callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
     # shuffle=False: the tf.data pipeline shuffles; Keras would only warn that it can't.
+    prepare_fit(model, train_ds)  # Keras 3 + MultiWorkerMirroredStrategy workaround (no-op otherwise)
     model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
     return finish(cfg, paths, records, chief)
 
