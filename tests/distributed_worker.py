@@ -6,7 +6,7 @@
 
 Weights go to `worker_dir(strategy, OUT_DIR)/weights.npz` (the chief's straight into OUT_DIR).
 Why the runs are comparable exactly: the same global batches in the same order on every setup (fixed
-crops, no augmentation, DATA auto-sharding: the global batch is split into
+crops, no augmentation, DATA auto-sharding (`prepare_fit`): the global batch is split into
 per-replica halves and worker i takes half i, so one step covers exactly the single-process batch), the
 same initial weights (same seed), SGD (no per-replica state), and no BatchNormalization (its batch
 statistics would be per replica). Gradients are means over the global batch in both cases.
@@ -34,17 +34,13 @@ def strategy_for(mode):
 def dataset(records):
     """The first 16 frames of each training track, in split order: fixed data, no random op.
 
-    (The training pipeline's random crops are seeded, but Keras' distributed iterator draws them in a
-    different order than a plain one, so they cannot serve an exact comparison.)
+    (The training pipeline's random crops are seeded, but their draws did not line up between a plain
+    and a distributed iterator in our tests, so they cannot serve an exact comparison.)
     """
-    import tensorflow as tf
     from tfmood.data import pipeline
 
     ds = pipeline.eval_dataset(records, "train", crop_frames=16, segments=1)
-    ds = ds.map(lambda track: (track["segments"][0], track["labels"])).batch(GLOBAL_BATCH, drop_remainder=True)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
+    return ds.map(lambda track: (track["segments"][0], track["labels"])).batch(GLOBAL_BATCH, drop_remainder=True)
 
 
 def main(mode, records, out):
@@ -64,13 +60,14 @@ def main(mode, records, out):
     with strategy.scope():
         model = models.build("tiny_cnn", input_shape=(bands, None, 1), batch_norm=False, width=4)
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
+    initial = model.get_weights()[0]
     data = dataset(records)
-    prepare_fit(model, data)  # the trainer does the same
+    data = prepare_fit(model, data)  # as the trainer does
     model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0)
     folder = worker_dir(strategy, out)
     os.makedirs(folder, exist_ok=True)
     np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(),
-             replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy))
+             initial=initial, replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """One harness every registered model must pass: shapes, config round trip, `.keras` round trip, a training step.
 
     from model_harness import run_model_test   # pytest puts tests/ on sys.path (no __init__.py there)
-    run_model_test("cp_resnet", input_shape=(32, None, 1), frames=(64, 37), base_channels=8)
+    run_model_test("cp_resnet", input_shape=(32, None, 1), frames=(64, 37), base_channels=8, depth=8)
 
 Everything goes through `tfmood.models.build`, so a model passes only if the registry entry works as users call it.
-Keep the options tiny (narrow widths, few blocks): each call should take a few seconds on a 2-core CPU.
+Keep the options tiny (narrow widths, few blocks): each call should take a few seconds on an idle 2-core CPU
+(deep fixed-depth Keras applications such as EfficientNet-B0 take longer).
 """
 
 import copy
+import tempfile
 
 import numpy as np
 import keras
@@ -71,8 +73,6 @@ def check_training_step(model, input_shape, frames, num_tags=NUM_TAGS, batch=4, 
 
 def run_model_test(name, input_shape=(32, None, 1), frames=(64, 37), tmp_dir=None, run_eagerly=True, **options):
     """Run every check on `models.build(name, input_shape, **options)`; returns the built model."""
-    import tempfile
-
     keras.utils.set_random_seed(0)
     model = models.build(name, input_shape=input_shape, num_tags=NUM_TAGS, **options)
     check_output_shapes(model, input_shape, frames)

@@ -175,3 +175,24 @@ def test_builders_have_one_line_descriptions():
     described = models.describe()
     for name in [*TINY, "efficientnet_b0", "efficientnet_b7"]:
         assert 20 < len(described[name]) <= 120, f"{name}: {described[name]!r}"
+
+
+def test_variable_length_backbone_keeps_imagenet_input_statistics(monkeypatch):
+    """EfficientNet's Normalization layer must use the loaded ImageNet mean/variance after the clone."""
+    import keras
+
+    from tfmood.models import applications
+
+    def fake_imagenet(app_name, imagenet, **kwargs):  # stands in for a download: non-trivial statistics
+        fixed = getattr(keras.applications, app_name)(weights=None, **kwargs)
+        norm = next(layer for layer in fixed.layers if isinstance(layer, keras.layers.Normalization))
+        norm.adapt_mean.assign(np.full(norm.adapt_mean.shape, 0.5, "float32"))
+        norm.adapt_variance.assign(np.full(norm.adapt_variance.shape, 4.0, "float32"))
+        norm.finalize_state()
+        return fixed
+
+    monkeypatch.setattr(applications, "build_application", fake_imagenet)
+    free = applications.variable_length_backbone("EfficientNetB0", 32, imagenet=True)
+    norm = next(layer for layer in free.layers if isinstance(layer, keras.layers.Normalization))
+    out = np.asarray(norm(np.full((1, 2, 2, 3), 2.5, "float32")))
+    np.testing.assert_allclose(out, (2.5 - 0.5) / 2.0, rtol=1e-5)

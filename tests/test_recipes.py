@@ -130,6 +130,14 @@ def tiny_wavenet_records(tmp_path_factory):
     return str(out)
 
 
+def test_train_batches_have_static_band_and_crop_sizes(tiny_records):
+    """CP-JKU's input BatchNormalization and the attention models' segment split need them when fit() traces."""
+    from tfmood.data import pipeline
+
+    ds = pipeline.train_dataset(tiny_records, batch_size=8, crop_frames=32, crops_per_track=1)
+    assert ds.element_spec[0].shape.as_list()[1:] == [96, 32, 1]
+
+
 def test_demo_refuses_unknown_band_counts(tmp_path):
     from tfmood.data import demo
 

@@ -136,3 +136,28 @@ def test_options_are_validated():
         TrainConfig(epochs=5, swa_start=6).validate()
     with pytest.raises(ValueError, match="swa_every"):
         TrainConfig(epochs=5, swa_start=2, swa_every=0).validate()
+
+
+def test_evaluate_averages_best_and_swa_snapshots(tiny_records, tmp_path):
+    import json
+
+    from tfmood import evaluate
+    from tfmood.data import pipeline
+    from tfmood.data.convert import read_manifest
+    from tfmood.evaluation.metrics import official_metrics
+
+    bands = read_manifest(tiny_records)["bands"]
+    scores = []
+    for i, name in enumerate(("best.keras", "swa-1.keras", "swa-2.keras")):
+        keras.utils.set_random_seed(i)
+        model = models.build("tiny_cnn", input_shape=(bands, None, 1))
+        model.save(tmp_path / name)
+        scores.append(pipeline.predict_tracks(model, tiny_records, "test", crop_frames=16, segments=2)[1:])
+    paths = swa.snapshot_paths(str(tmp_path))
+    evaluate.main(["--model", paths[0], "--snapshots", *paths[1:], "--data", tiny_records, "--out",
+                   str(tmp_path / "eval"), "--crop-frames", "16", "--segments", "2", "--no-figure"])
+    mean = np.mean([s for s, _ in scores], axis=0)
+    expected = official_metrics(scores[0][1], mean)["PR-AUC-macro"]
+    got = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert got["source"]["snapshots"] == paths[1:]
+    assert got["metrics"]["PR-AUC-macro"] == pytest.approx(expected, abs=1e-6)

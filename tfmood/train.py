@@ -14,6 +14,9 @@ Usage:
         --loss weighted_focal --optimizer adam --amsgrad --data records/jamendo-mel
     # CP-JKU: Adam 1e-4, mixed-loss mixup (alpha .3), constant / linear decay / lr0/100 schedule
     python -m tfmood.train --model fa_resnet --lr 1e-4 --schedule cpjku --mixup-alpha 0.3 --mixup-mode losses
+    # SWA from epoch 150 every 3 epochs (CP-JKU); exports NAME-swa too. Resuming, determinism, several
+    # GPUs or hosts (TF_CONFIG), mixed precision, XLA, TensorBoard views: docs/training.md
+    python -m tfmood.train --model cp_resnet --data records/jamendo-mel --epochs 200 --swa-start 150 --swa-every 3
 
 Writes `runs/<name>/` (best.keras, summary.json, thresholds.tsv, TensorBoard logs, a backup that lets a
 killed run resume when the same command is re-run) and exports `saved_models/<name>/<version>/`.

@@ -13,9 +13,32 @@ MODELS = Registry("model")
 register = MODELS.register
 
 
-def build(name: str, input_shape=(96, None, 1), num_tags: int = 56, **options):
-    """Build the registered model `name`; unknown names raise `LookupError` listing the known ones."""
-    return MODELS.get(name)(input_shape=tuple(input_shape), num_tags=num_tags, **options)
+# The seed systems are PyTorch models, whose batch norm momentum 0.1 is Keras' 0.9. keras.applications uses
+# 0.999: its inference statistics then trail the weights for thousands of steps, and a short run (the
+# demo) scores at chance in inference mode while it learns in training mode.
+BN_MOMENTUM = 0.9
+
+
+def build(name: str, input_shape=(96, None, 1), num_tags: int = 56, bn_momentum: float = BN_MOMENTUM, **options):
+    """Build the registered model `name`; unknown names raise `LookupError` listing the known ones.
+
+    `bn_momentum` is applied to every BatchNormalization layer (None keeps each model's own).
+    """
+    model = MODELS.get(name)(input_shape=tuple(input_shape), num_tags=num_tags, **options)
+    if bn_momentum is not None:
+        set_bn_momentum(model, bn_momentum)
+    return model
+
+
+def set_bn_momentum(model, momentum: float) -> int:
+    """Set the moving-statistics momentum of every BatchNormalization layer, nested ones included."""
+    import keras
+
+    layers = [l for l in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
 
 
 def names() -> list:

@@ -18,4 +18,7 @@ def variable_length_backbone(app_name: str, bands: int, imagenet: bool = False, 
                               **kwargs)
     free = keras.models.clone_model(fixed, input_tensors=keras.Input((bands, None, 3)))
     free.set_weights(fixed.get_weights())
+    for layer in free.layers:  # Normalization caches mean/variance tensors at build; set_weights does not refresh
+        if hasattr(layer, "finalize_state"):  # them (loading a .keras file does), so EfficientNet's ImageNet
+            layer.finalize_state()  # input statistics would otherwise be silently dropped
     return free

@@ -11,8 +11,8 @@ so with `imagenet=True` the pretrained stem sees its usual statistics, and witho
 Normalization layer is then the identity) the two rescalings cancel.
 Differs from the seeds: ImageNet weights are opt-in; `duplicate_bands` reproduces HCMUS's `np.tile` of the WaveNet
 features inside the model instead of on disk (default: just enough copies to reach the 32 rows Keras's EfficientNet
-needs, so 2 for 16 WaveNet bands and 1 for 96 mel bands); efficientnet_pytorch / timm use symmetric stride-2 padding where
-Keras pads (0, 1), a detail that only matters when porting weights.
+needs, so 2 for 16 WaveNet bands and 1 for 96 mel bands); efficientnet_pytorch / timm use symmetric stride-2
+padding where Keras pads (0, 1), a detail that only matters when porting weights.
 """
 
 import keras

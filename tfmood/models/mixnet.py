@@ -21,7 +21,7 @@ import keras
 from keras import layers
 
 from tfmood.models import register
-from tfmood.models.mobile_blocks import (activation, batch_norm, conv, conv_bn, imagenet_classifier, mixed_conv,
+from tfmood.models.mobile_blocks import (activation, batch_norm, conv_bn, imagenet_classifier, mixed_conv,
                                          squeeze_excite)
 from tfmood.models.stem import bw2col, input_layer, tagging_head
 

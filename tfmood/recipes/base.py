@@ -31,15 +31,17 @@ class Published:
 
 
 def shrink(cfg: TrainConfig, model_options: dict, model: str = None, crop_frames: int = SMOKE_CROP,
-           peer_options: dict = None) -> TrainConfig:
-    """`cfg` for a CI smoke run (~seconds per step on a CPU): demo data, 1 epoch, batch 8, `crop_frames`
-    crops, 2 evaluation segments, tiny `model_options` (and `model`, where the recipe's model has no size
-    option). Machinery the recipe uses (SWA, co-teaching, mixup, schedules) stays on, squeezed into the epoch."""
+           peer: str = None, peer_options: dict = None) -> TrainConfig:
+    """`cfg` for a CI smoke run: demo data, 1 epoch, batch 8, `crop_frames` crops, 2 evaluation segments,
+    tiny `model_options` (and `model`, where the recipe's model has no size option; `peer`, `peer_options`
+    likewise for a co-teaching peer). The recipe's machinery (SWA, co-teaching, mixup mode, schedule, loss,
+    augmentation) stays on, squeezed into the one epoch."""
     smoke = dict(SMOKE, crop_frames=crop_frames, model=model or cfg.model, model_options=model_options,
                  name=f"{cfg.name}-smoke", schedule_options={})  # schedules then scale to the 1-epoch run
     if cfg.swa_start is not None:  # collect after the only epoch; a 2-batch BN pass
         smoke.update(swa_start=1, swa_every=1, swa_bn_batches=2)
     if cfg.peer is not None:
-        smoke.update(peer=model or cfg.peer, peer_options=peer_options if peer_options is not None else model_options,
+        smoke.update(peer=peer or model or cfg.peer,
+                     peer_options=peer_options if peer_options is not None else model_options,
                      forget_epochs=0)
     return dataclasses.replace(cfg, **smoke)

@@ -7,6 +7,8 @@
   `lr0 * (1 - (e - decay_start) / (decay_end - decay_start))`, and `lr0 / 100` from `decay_end` on. CP-JKU's
   code uses decay_start 50 and decay_end 250; by default both scale with `epochs` (decay_start = epochs / 5,
   decay_end = epochs), so `--epochs 250` gives A5's values and a 10-epoch run keeps the same shape.
+  As in A5 (the code), the linear part heads for 0 and steps to lr0/100 at decay_end; a decay that ends
+  exactly at lr0/100 (the paper's wording) would differ by less than 1% of lr0.
 - `cosine`: `keras.optimizers.schedules.CosineDecay` from lr0 to `alpha * lr0`, evaluated once per epoch.
 
 The per-epoch schedules set the rate at the start of each epoch from the epoch index alone, so a run resumed

@@ -61,9 +61,14 @@ def configure_precision(mixed=None) -> str:
     return policy
 
 
-def prepare_fit(model, dataset) -> None:
-    """Work around Keras 3 `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585); a no-op for
-    every other strategy. Two steps of Keras' TF trainer assume in-process replicas:
+def prepare_fit(model, dataset):
+    """Returns the dataset to give `model.fit`: unchanged, except under MultiWorkerMirroredStrategy.
+
+    There, the dataset is sharded by DATA: every worker reads every record and keeps its share of each
+    global batch, so all workers run the same number of steps (FILE sharding would give each worker whole
+    shards of unequal length, and a worker that runs out first leaves the others waiting in a collective).
+    It also works around Keras 3 `fit` under that strategy (keras-team/keras#20585), where two steps of
+    Keras' TF trainer assume in-process replicas:
 
     - before training, `fit` takes one batch and reduces that nested per-replica batch across replicas to
       build metrics and optimizer, which the collective strategy cannot do: build from the dataset's
@@ -72,13 +77,17 @@ def prepare_fit(model, dataset) -> None:
       across replicas with `axis=None` instead (MultiWorkerMirrored strategies only).
     """
     if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
 
     def build(iterator=None, data_batch=None):
         with model.distribute_strategy.scope():
             model._symbolic_build(data_batch=dataset.element_spec)
     model._maybe_symbolic_build = build  # instance attribute: this model only
     _patch_multi_worker_logs()
+    return dataset
 
 
 def _patch_multi_worker_logs():

@@ -261,7 +261,7 @@ def summarize(cfg, paths, records: str, chief: bool) -> dict:
     _, scores, labels = pipeline.predict_tracks(model, records, "validation", cfg.crop_frames,
                                                 cfg.eval_segments, cfg.batch_size)
     thresholds = fit_thresholds(labels, scores)
-    result = {"checkpoint": path, "snapshots": snapshot_paths(paths.root),
+    result = {"checkpoint": path, "snapshots": snapshot_paths(paths.root, cfg.swa_keep),
               "validation": official_metrics(labels, scores, decide(scores, thresholds))}
     if chief:
         save_thresholds(os.path.join(paths.root, "thresholds-swa.tsv"), thresholds)

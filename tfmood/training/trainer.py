@@ -105,8 +105,8 @@ def train(cfg: TrainConfig) -> dict:
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
     callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
     # shuffle=False: the tf.data pipeline shuffles; Keras would only warn that it can't.
-    prepare_fit(model, train_ds)  # Keras 3 + MultiWorkerMirroredStrategy workaround (no-op otherwise)
-    model.fit(train_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
+    fit_ds = prepare_fit(model, train_ds)  # multi-worker: DATA sharding + a Keras 3 workaround
+    model.fit(fit_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
     return finish(cfg, paths, records, chief)
 
 
@@ -142,4 +142,9 @@ def report(summary, paths):
     print(f"  thresholds       {paths.thresholds}")
     if "saved_model" in summary:
         print(f"  SavedModel       {summary['saved_model']}")
+    if "swa" in summary:  # tfmood.training.swa.summarize
+        swa_run = summary["swa"]
+        exported = f", SavedModel {swa_run['saved_model']}" if "saved_model" in swa_run else ""
+        print(f"  SWA model        {swa_run['checkpoint']} (validation PR-AUC-macro "
+              f"{swa_run['validation']['PR-AUC-macro']:.4f}{exported})")
     print(f"  TensorBoard logs {paths.logs}\n  view them with   tensorboard --logdir {paths.logs}")
