@@ -4,10 +4,10 @@
 MTG distributes them — and converts it with the same converter users run on the real data, into
 `records/demo/`. It lets `python -m tfmood.train --model mobilenetv2` show learning in minutes on a CPU.
 
-Signal: every tag owns a distinct spectro-temporal texture — stripes with a tag-specific spacing along
-frequency (7 spacings) pulsing with a tag-specific period along time (8 periods) — placed at a random
-frequency offset, so a model must learn the texture, not a fixed position. Tracks carry 1-3 tags (like the
-real ~1.8) with a skewed tag frequency; every tag occurs in every split.
+Signal: every tag owns a distinct spectro-temporal pattern — a two-tone chord at tag-specific pitches (8 low x
+7 high = 56), sounding in notes of random length — over a noisy, darker-at-the-top floor. Tracks carry 1-3
+tags (like the real ~1.8) with a skewed tag frequency; every tag occurs in every split. Tags sharing a pitch
+overlap, so multi-tag tracks are genuinely ambiguous, as in real data.
 """
 
 import os
@@ -18,24 +18,30 @@ from tfmood import metadata
 from tfmood.data import convert
 from tfmood.tags import NUM_TAGS, TAGS
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 BANDS = 96
 SPLIT_SIZES = {"train": 700, "validation": 224, "test": 224}
 FRAME_RANGE = (160, 420)
-_SPACINGS = (3, 4, 5, 6, 7, 9, 11)
-_PERIODS = (4, 6, 8, 11, 14, 18, 24, 32)
+_LOW, _HIGH = 8, 7  # tag k = (low pitch k // 7, high pitch k % 7): 8 x 7 = 56 two-tone chords
 
 
 def tag_texture(tag: int, frames: int, rng: np.random.Generator, bands: int = BANDS) -> np.ndarray:
-    """A [bands, frames] 0/1 pattern for `tag`: striped in frequency, pulsed in time, randomly placed."""
-    spacing, period = _SPACINGS[tag % 7], _PERIODS[tag // 7]
-    f = np.arange(bands)[:, None]
-    t = np.arange(frames)[None, :]
-    lo = rng.integers(0, bands // 2)
-    region = (f >= lo) & (f < lo + bands // 2)
-    stripes = (f - lo) % spacing == 0
-    pulses = ((t + rng.integers(0, period)) % period) < max(1, period // 2)
-    return (region & stripes & pulses).astype(np.float32)
+    """A [bands, frames] 0/1 pattern for `tag`: a two-tone chord at tag-specific pitches, played as notes.
+
+    The low tone sits in the lower half of the bands, the high tone in the upper half, each 2 bands thick;
+    notes of random length (16-48 frames) sound with probability 0.75, so the pattern varies in time.
+    """
+    low, high = divmod(tag, _HIGH)
+    rows = [round((4 + 6 * low) * bands / BANDS), round((52 + 6 * high) * bands / BANDS)]
+    pattern = np.zeros((bands, frames), np.float32)
+    start = 0
+    while start < frames:
+        length = int(rng.integers(16, 49))
+        if rng.random() < 0.75:
+            for r in rows:
+                pattern[r:r + max(1, 2 * bands // BANDS), start:start + length] = 1.0
+        start += length
+    return pattern
 
 
 def synth_track(tags, frames: int, rng: np.random.Generator, bands: int = BANDS) -> np.ndarray:
