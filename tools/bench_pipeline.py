@@ -14,7 +14,6 @@ values to see whether memory grows with the dataset.
 import argparse
 import json
 import math
-import os
 import resource
 import subprocess
 import sys
