@@ -142,7 +142,7 @@ def convert_shard(task: ShardTask, options: Options, tick=None) -> dict:
         os.remove(tmp)  # a strict run never leaves a shard that lacks a track
         return summary
     summary["skipped"], summary["bad"] = summary["bad"], []
-    _atomic_json(_sidecar(task, options), summary)
+    write_json_atomic(_sidecar(task, options), summary)
     os.replace(tmp, shard)
     return summary
 
@@ -157,7 +157,7 @@ def _count(summary, track, frames):
         summary["tag_counts"][tag_index(t)] += 1
 
 
-def _atomic_json(path, obj):
+def write_json_atomic(path, obj):
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
@@ -197,7 +197,7 @@ def run(splits: dict, options: Options, num_shards: int = 16, workers: int = Non
     if bad:
         raise ConversionError(bad)
     manifest = build_manifest(tasks, results, options)
-    _atomic_json(os.path.join(options.out_dir, MANIFEST), manifest)
+    write_json_atomic(os.path.join(options.out_dir, MANIFEST), manifest)
     return manifest
 
 

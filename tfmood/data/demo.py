@@ -119,5 +119,5 @@ def ensure_demo_records(records_root: str = "records", show_progress: bool = Tru
     options = convert.Options(features_root=os.path.join(raw, "features"), out_dir=out, kind=kind, bands=bands)
     manifest = convert.run(splits, options, num_shards=4, workers=1, show_progress=show_progress)
     manifest["demo_version"] = DEMO_VERSION
-    convert._atomic_json(os.path.join(out, convert.MANIFEST), manifest)
+    convert.write_json_atomic(os.path.join(out, convert.MANIFEST), manifest)
     return out

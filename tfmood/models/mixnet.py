@@ -17,13 +17,11 @@ for small test models.
 import math
 import re
 
-import keras
 from keras import layers
 
 from tfmood.models import register
-from tfmood.models.mobile_blocks import (activation, batch_norm, conv_bn, imagenet_classifier, mixed_conv,
+from tfmood.models.mobile_blocks import (activation, batch_norm, conv_bn, timm_style_tagger, mixed_conv,
                                          squeeze_excite)
-from tfmood.models.stem import bw2col, input_layer, tagging_head
 
 ARCH = (
     "ds_r1_k3_s1_e1_c16",
@@ -89,9 +87,5 @@ def mixnet_features(x, width_mult=1.0, depth_mult=1.0, name="mixnet"):
 def build_mixnet_s(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, depth_mult=1.0, dropout=0.2,
                    imagenet_classes=None):
     """MixNet-S (MixConv) rebuilt from timm's block strings with the 1->3 channel stem; SELAB-HCMUS 2021."""
-    inputs = input_layer(input_shape)
-    if imagenet_classes:  # the bare ImageNet classifier of timm, for parameter-count comparisons only
-        logits = imagenet_classifier(mixnet_features(inputs, width_mult, depth_mult), imagenet_classes, dropout)
-        return keras.Model(inputs, logits, name="mixnet_s_imagenet")
-    features = mixnet_features(bw2col(inputs), width_mult, depth_mult)
-    return keras.Model(inputs, tagging_head(features, num_tags, dropout), name="mixnet_s")
+    return timm_style_tagger("mixnet_s", mixnet_features, input_shape, num_tags, width_mult, depth_mult, dropout,
+                             imagenet_classes)

@@ -1,7 +1,10 @@
 """Building blocks shared by the rebuilt timm mobile networks (ReXNet, MixNet): PyTorch-style padding,
 squeeze-and-excitation and MixConv. Conv layers carry no bias (a BatchNorm follows), as in timm."""
 
+import keras
 from keras import layers
+
+from tfmood.models.stem import bw2col, input_layer, tagging_head
 
 from tfmood.models.layers import ChannelSplit
 
@@ -74,3 +77,14 @@ def imagenet_classifier(x, num_classes, dropout, name="classifier"):
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Dense(num_classes, name=f"{name}_fc")(x)
+
+
+def timm_style_tagger(name, features_fn, input_shape, num_tags, width_mult, depth_mult, dropout, imagenet_classes):
+    """A timm-family network as a tagger (bw2col stem -> features -> tagging head), or, with
+    `imagenet_classes`, timm's bare ImageNet classifier on RGB-like input, only to compare parameter counts."""
+    inputs = input_layer(input_shape)
+    if imagenet_classes:
+        logits = imagenet_classifier(features_fn(inputs, width_mult, depth_mult), imagenet_classes, dropout)
+        return keras.Model(inputs, logits, name=f"{name}_imagenet")
+    features = features_fn(bw2col(inputs), width_mult, depth_mult)
+    return keras.Model(inputs, tagging_head(features, num_tags, dropout), name=name)

@@ -14,13 +14,11 @@ Differs from the seed: no ImageNet weights (timm's are PyTorch; porting them is 
 
 import math
 
-import keras
 from keras import layers
 
 from tfmood.models import register
 from tfmood.models.layers import ChannelSplit
-from tfmood.models.mobile_blocks import activation, batch_norm, conv, conv_bn, imagenet_classifier, squeeze_excite
-from tfmood.models.stem import bw2col, input_layer, tagging_head
+from tfmood.models.mobile_blocks import activation, batch_norm, conv, conv_bn, timm_style_tagger, squeeze_excite
 
 LAYERS = (1, 2, 2, 3, 3, 5)
 STRIDES = (1, 2, 2, 2, 1, 2)
@@ -71,9 +69,5 @@ def rexnet_features(x, width_mult=1.0, depth_mult=1.0, name="rexnet"):
 def build_rexnet_100(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, depth_mult=1.0, dropout=0.2,
                      imagenet_classes=None):
     """ReXNet-1.0 rebuilt from timm's spec with the 1->3 channel stem; SELAB-HCMUS 2021 co-teaching."""
-    inputs = input_layer(input_shape)
-    if imagenet_classes:  # the bare ImageNet classifier of timm, for parameter-count comparisons only
-        logits = imagenet_classifier(rexnet_features(inputs, width_mult, depth_mult), imagenet_classes, dropout)
-        return keras.Model(inputs, logits, name="rexnet_100_imagenet")
-    features = rexnet_features(bw2col(inputs), width_mult, depth_mult)
-    return keras.Model(inputs, tagging_head(features, num_tags, dropout), name="rexnet_100")
+    return timm_style_tagger("rexnet_100", rexnet_features, input_shape, num_tags, width_mult, depth_mult, dropout,
+                             imagenet_classes)
