@@ -5,8 +5,7 @@
         [--thresholds ../shared/jamendo/results/baseline_vggish_thresholds.txt]
 
 The weights come from MTG/mtg-jamendo-dataset (scripts/baseline/models/best_model.pth, Apache-2.0). They are
-read without executing pickled code (torch.load(weights_only=True), or tfmood's restricted reader when torch
-is absent) and copied onto `tfmood.models.build("vggish")`. The export is tfmood.export.export_model:
+read without executing pickled code (tfmood's restricted, bounds-checked reader; never torch.load) and copied onto `tfmood.models.build("vggish")`. The export is tfmood.export.export_model:
 saved_models/NAME/<version>/ with `serving_default` (mel) and `serve_waveform` signatures.
 
 --thresholds: MTG ships per-tag thresholds (`mood/theme---tag<TAB>value`), but they were fitted on the *test*
@@ -33,10 +32,20 @@ def main(argv=None):
         parser.error(f"checkpoint {args.checkpoint!r} does not exist")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from tfmood.export import export_model
-    from tfmood.mtg_baseline import load_mtg_vggish
+    from tfmood import mtg_baseline
 
-    model = load_mtg_vggish(args.checkpoint)
+    try:  # the file is read and checked (numpy only) before TensorFlow is imported
+        state = mtg_baseline.load_mtg_state_dict(args.checkpoint)
+    except mtg_baseline.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    from tfmood.export import export_model
+
+    try:
+        model = mtg_baseline.load_mtg_vggish(state)
+    except mtg_baseline.CheckpointError as e:
+        print(f"error: {args.checkpoint}: {e}", file=sys.stderr)
+        return None
     if args.keras:
         tmp = f"{args.keras}.tmp.keras"  # Keras insists on the .keras suffix
         model.save(tmp)
