@@ -47,6 +47,14 @@ class TrainConfig:
     peer_options: dict = None        # None: model_options when peer == model, else {}
     forget_rate: float = 0.05        # co-teaching: final fraction of each batch left out
     forget_epochs: int = 10          # epochs of the linear 0 -> forget_rate ramp; 0 = constant
+    # Model selection: the validation figure best.keras keeps the best of (also early stopping's and the plateau
+    # schedule's, and what the staged schedule reloads). `val_att_...`/`val_clf_...`: one branch of a two-branch
+    # tagger (AMLAG selected on the attention branch's ROC-AUC); `val_loss` is minimised, the AUCs maximised.
+    monitor: str = "val_PR-AUC-macro"
+    # Recipe-specific crop transforms (tfmood.data.recipe_augment), applied to training batches before
+    # SpecAugment, e.g. [{"name": "time_roll", "max_shift": 50}]; evaluation never sees them.
+    crop_transforms: list = dataclasses.field(default_factory=list)
+    standardize: str = None          # "bands": per-band mean/std of the training split (CP-JKU), None: raw
 
     def validate(self):
         positive = ("epochs", "batch_size", "crop_frames", "eval_segments")
@@ -59,6 +67,7 @@ class TrainConfig:
         if self.mixup_alpha < 0:
             raise ValueError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: {self.mixup_alpha!r}")
         validate_methods(self)
+        validate_selection(self)
         from tfmood.training.swa import check_options
         check_options(self)
         return self
@@ -82,6 +91,41 @@ def validate_methods(cfg):
         raise ValueError(f"`forget_epochs` must be an integer >= 0. Received: {cfg.forget_epochs!r}")
     if cfg.weight_decay is not None and cfg.weight_decay < 0:
         raise ValueError(f"`weight_decay` must be >= 0. Received: {cfg.weight_decay!r}")
+
+
+MONITOR_FIGURES = ("loss", "PR-AUC-macro", "ROC-AUC-macro", "PR-AUC-micro", "ROC-AUC-micro")
+MONITOR_BRANCHES = ("att", "clf")   # tfmood.models.dual_branch.BRANCHES
+
+
+def monitors() -> list:
+    """Every figure `TrackEvaluation` can log: `val_<figure>` and, for two-branch taggers, `val_<branch>_<figure>`."""
+    return [f"val_{p}{f}" for p in ("", *(b + "_" for b in MONITOR_BRANCHES)) for f in MONITOR_FIGURES]
+
+
+def monitor_mode(monitor: str) -> str:
+    """"min" for losses, "max" for the AUCs."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def monitor_branch(monitor: str):
+    """The branch a monitor names (`val_att_ROC-AUC-macro` -> "att"), else None."""
+    return next((b for b in MONITOR_BRANCHES if monitor.startswith(f"val_{b}_")), None)
+
+
+def validate_selection(cfg):
+    """Model selection, standardisation, the staged optimiser's pairing and crop transforms."""
+    if cfg.monitor not in monitors():
+        raise ValueError(f"`monitor` must be one of {', '.join(monitors())}. Received: {cfg.monitor!r}")
+    if monitor_branch(cfg.monitor) and cfg.peer:
+        raise ValueError(f"`monitor={cfg.monitor!r}` names a branch of a two-branch tagger; a co-teaching pair "
+                         "has none.")
+    if cfg.standardize not in (None, "bands"):
+        raise ValueError(f"`standardize` must be None or 'bands'. Received: {cfg.standardize!r}")
+    if (cfg.schedule == "staged") != (cfg.optimizer == "adam_sgd"):
+        raise ValueError("The `staged` schedule and the `adam_sgd` optimizer go together (AMLAG / MTG baseline: "
+                         f"Adam, then SGD). Received: schedule={cfg.schedule!r}, optimizer={cfg.optimizer!r}.")
+    from tfmood.data import recipe_augment
+    recipe_augment.check(cfg.crop_transforms)
 
 
 # The demo run must show learning in a few minutes on a laptop CPU: short crops, a narrow network.

@@ -94,11 +94,12 @@ def prepare_history(history_path: str, completed: int) -> None:
     os.replace(f"{history_path}.tmp", history_path)
 
 
-def best_so_far(history_path: str, monitor: str):
-    """Best `monitor` value of the run so far, rolled-back epochs included (None on a fresh history)."""
+def best_so_far(history_path: str, monitor: str, mode: str = "max"):
+    """Best `monitor` value of the run so far (`mode` "max" or "min"), rolled-back epochs included (None on a
+    fresh history)."""
     rolled_back = os.path.join(os.path.dirname(history_path), ROLLED_BACK)
     values = [r[monitor] for path in (history_path, rolled_back) for r in _read_history(path) if monitor in r]
-    return max(values) if values else None
+    return (max if mode == "max" else min)(values) if values else None
 
 
 class ResumeState(keras.callbacks.Callback):
@@ -125,8 +126,9 @@ class ResumeState(keras.callbacks.Callback):
             saved = (state or {}).get("callbacks", {}).get(self._key(i, callback), {})
             for field, value in saved.items():
                 if field == "best" and isinstance(callback, keras.callbacks.ModelCheckpoint):
-                    # the threshold from the history may know a rolled-back best.keras (mode "max")
-                    value = max(v for v in (value, callback.best) if v is not None) if value is not None \
+                    # the threshold from the history may know a rolled-back best.keras
+                    better = min if getattr(callback, "mode", "max") == "min" else max
+                    value = better(v for v in (value, callback.best) if v is not None) if value is not None \
                         else callback.best
                 setattr(callback, field, value)
 
