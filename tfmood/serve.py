@@ -14,18 +14,22 @@ import argparse
 import logging
 
 from tfmood.serving.config import read_models_config
-from tfmood.serving.repository import Repository
-from tfmood.serving.server import MAX_REQUEST_BYTES, ModelServer
+from tfmood.serving.repository import LOAD_RETRY_SECONDS, Repository
+from tfmood.serving.server import Limits, ModelServer
 
 
 def build_server(args):
     """A ModelServer with every model's versions loaded once (then polled in the background)."""
     if bool(args.model_base_path) == bool(args.model_config_file):
         raise SystemExit("Give exactly one of --model-base-path or --model-config-file.")
+    limits = Limits(max_request_bytes=args.max_request_bytes, max_request_elements=args.max_request_elements,
+                    max_concurrent_requests=args.max_concurrent_requests, max_connections=args.max_connections,
+                    idle_timeout_seconds=args.idle_timeout_seconds)
     if args.model_config_file:
-        repository = Repository(read_models_config(args.model_config_file))
+        repository = Repository(read_models_config(args.model_config_file), args.load_retry_seconds)
     else:
-        repository = Repository.single(args.model_base_path, args.model_name)
+        repository = Repository.single(args.model_base_path, args.model_name,
+                                       load_retry_seconds=args.load_retry_seconds)
     repository.poll()
     for name, config in repository.configs.items():
         if not repository.servables[name]:
@@ -33,7 +37,7 @@ def build_server(args):
                             config.base_path, name)
     if args.poll_seconds > 0:
         repository.start_polling(args.poll_seconds)
-    return ModelServer(repository, args.host, args.port, args.max_request_bytes, args.enable_cors)
+    return ModelServer(repository, args.host, args.port, enable_cors=args.enable_cors, limits=limits)
 
 
 def parse_args(argv=None):
@@ -44,13 +48,46 @@ def parse_args(argv=None):
     parser.add_argument("--model-config-file", help="TF Serving models.config for several models")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8501, help="REST port (default: 8501, 0 = any free port)")
-    parser.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES,
-                        help=f"larger request bodies get HTTP 413 (default: {MAX_REQUEST_BYTES})")
     parser.add_argument("--poll-seconds", type=float, default=1.0,
                         help="how often to look for new versions (default: 1; 0 = never)")
+    parser.add_argument("--load-retry-seconds", type=positive(float), default=LOAD_RETRY_SECONDS,
+                        help="retry a version that failed to load this often, and whenever its files change "
+                             f"(default: {LOAD_RETRY_SECONDS:g})")
     parser.add_argument("--enable-cors", action="store_true", help="send CORS headers (browser clients)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    limits = parser.add_argument_group("limits (what one client can make the server spend)")
+    defaults = Limits()
+    limits.add_argument("--max-request-bytes", type=positive(int), default=defaults.max_request_bytes,
+                        help="larger request bodies, before or after gzip inflation, get HTTP 413 "
+                             f"(default: {defaults.max_request_bytes})")
+    limits.add_argument("--max-request-elements", type=positive(int), default=defaults.max_request_elements,
+                        help="input values per predict request; more get HTTP 400 "
+                             f"(default: {defaults.max_request_elements})")
+    limits.add_argument("--max-concurrent-requests", type=positive(int),
+                        default=defaults.max_concurrent_requests,
+                        help=f"requests parsed and run at once; others wait (default: "
+                             f"{defaults.max_concurrent_requests})")
+    limits.add_argument("--max-connections", type=positive(int), default=defaults.max_connections,
+                        help=f"open connections; more get HTTP 503 (default: {defaults.max_connections})")
+    limits.add_argument("--idle-timeout-seconds", type=positive(float), default=defaults.idle_timeout_seconds,
+                        help="close a connection that sends nothing for this long "
+                             f"(default: {defaults.idle_timeout_seconds:g})")
     return parser.parse_args(argv)
+
+
+def positive(kind):
+    """An argparse type: a `kind` number > 0, or a one-line usage error."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def main(argv=None):

@@ -2,17 +2,22 @@
 
 Each model has a base path holding integer-named version folders (non-numeric names such as the exporter's
 `.tmp-*` folders are ignored). `poll()` loads the versions the model's policy wants (default: the newest)
-before unloading the ones it no longer wants, so a new export is served without a gap.
+before unloading the ones it no longer wants, so a new export is served without a gap. A version that
+fails to load (say, a folder copied into place and seen half-written) is retried at the first poll after its
+files change, and otherwise every `load_retry_seconds`, like TF Serving's load retries.
 """
 
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
+from tfmood.frontend import FRAME_LENGTH
 from tfmood.serving.config import ModelConfig
 from tfmood.serving.errors import HTTP_STATUS, RestError
 
@@ -20,7 +25,12 @@ log = logging.getLogger(__name__)
 
 # TF status code numbers -> names (the keys of HTTP_STATUS).
 _CODE_NAMES = {getattr(tf.errors, name): name for name in HTTP_STATUS if hasattr(tf.errors, name)}
-MAX_LOAD_ATTEMPTS = 5  # TF Serving's --max_num_load_retries default; a half-copied folder may load later
+LOAD_RETRY_SECONDS = 60.0  # TF Serving's --load_retry_interval_micros default: a failed version is retried
+TFMOOD_ASSET = "assets/tfmood.json"  # marks a tfmood export, whose inputs have the minimum lengths below
+# The shortest input along time a tfmood signature scores, by input name: one frame of log-mel, and for raw
+# audio one whole 512-sample analysis window (43 ms at 12 kHz); fewer samples are mostly the frontend's zero
+# padding, which the model would score with confidence.
+MIN_LENGTH = {"mel": (1, "time frames"), "waveform": (FRAME_LENGTH, "samples")}
 
 
 class Servable:
@@ -31,25 +41,39 @@ class Servable:
         self.state, self.error_code, self.error_message = "START", "OK", ""
         self.attempts = 0
         self.signature_defs = {}
+        self.min_length = {}  # input name -> (minimum along the last axis, unit), for tfmood exports
         self._loaded = None
+        self._failed_at, self._failed_files = None, None
 
-    def load(self):
+    def load(self, now=None):
         self.state, self.attempts = "LOADING", self.attempts + 1
         try:
             meta_graph = _serve_meta_graph(self.path / "saved_model.pb")
             self._loaded = tf.saved_model.load(str(self.path), tags=["serve"])
             self.signature_defs = dict(meta_graph.signature_def)
+            self.min_length = MIN_LENGTH if (self.path / TFMOOD_ASSET).is_file() else {}
             self.state, self.error_code, self.error_message = "AVAILABLE", "OK", ""
             log.info("Loaded %s version %d from %s", self.name, self.version, self.path)
         except Exception as error:  # any failure leaves the version unservable, reported in its status
             self.state, self.error_code, self.error_message = "END", "UNKNOWN", f"{type(error).__name__}: {error}"
-            log.error("Failed to load %s version %d: %s", self.name, self.version, self.error_message)
+            self._failed_at = time.monotonic() if now is None else now
+            self._failed_files = _folder_state(self.path)
+            log.error("Failed to load %s version %d (attempt %d; retried when its files change, else every "
+                      "%g s): %s", self.name, self.version, self.attempts, LOAD_RETRY_SECONDS, self.error_message)
 
-    def needs_load(self):
-        """Never loaded, unloaded but wanted again, or failed fewer than MAX_LOAD_ATTEMPTS times."""
+    def needs_load(self, retry_seconds=LOAD_RETRY_SECONDS, now=None):
+        """Never loaded, unloaded but wanted again, or failed and then changed on disk or `retry_seconds` old.
+
+        A folder copied into place (not renamed) is seen half-written; it must load once the copy completes.
+        """
         if self.state == "START":
             return True
-        return self.state == "END" and (self.error_code == "OK" or self.attempts < MAX_LOAD_ATTEMPTS)
+        if self.state != "END":
+            return False
+        if self.error_code == "OK":
+            return True
+        now = time.monotonic() if now is None else now
+        return now - self._failed_at >= retry_seconds or _folder_state(self.path) != self._failed_files
 
     def unload(self):
         self._loaded, self.state = None, "END"
@@ -70,6 +94,7 @@ class Servable:
         function = loaded.signatures[signature]
         for key, value in tensors.items():
             _check_shape(key, value.shape, self.signature_defs[signature].inputs[key].tensor_shape)
+            _check_length(key, value.shape, self.min_length.get(key))
         try:
             outputs = function(**{key: tf.constant(value) for key, value in tensors.items()})
         except tf.errors.OpError as error:
@@ -91,8 +116,9 @@ class Servable:
 class Repository:
     """The served models, by name; thread-safe for concurrent requests while a poller swaps versions."""
 
-    def __init__(self, configs):
+    def __init__(self, configs, load_retry_seconds=LOAD_RETRY_SECONDS):
         configs = list(configs)
+        self.load_retry_seconds = float(load_retry_seconds)
         if not configs:
             raise ValueError("Repository needs at least one model config. Received none.")
         self.configs = {config.name: config for config in configs}
@@ -101,9 +127,9 @@ class Repository:
         self._stop = threading.Event()
 
     @classmethod
-    def single(cls, base_path, name=None):
+    def single(cls, base_path, name=None, **kwargs):
         base_path = Path(base_path).resolve()
-        return cls([ModelConfig(name=name or base_path.name, base_path=str(base_path))])
+        return cls([ModelConfig(name=name or base_path.name, base_path=str(base_path))], **kwargs)
 
     # === Polling ===
 
@@ -116,7 +142,7 @@ class Repository:
                 if version not in servables:
                     with self._lock:  # listed as START/LOADING in the status while it loads
                         servables[version] = Servable(name, version, Path(config.base_path) / str(version))
-                if servables[version].needs_load():
+                if servables[version].needs_load(self.load_retry_seconds):
                     servables[version].load()
             # Like TF Serving's availability-preserving policy: drop old versions once a new one serves.
             ready = not wanted or any(servables[v].state == "AVAILABLE" for v in wanted)
@@ -186,6 +212,29 @@ def _check_shape(key, shape, expected):
     if len(shape) != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, shape)):
         raise RestError.invalid(f"Input {key} has shape [{','.join(map(str, shape))}] but the signature "
                                 f"expects [{','.join(map(str, dims))}] (-1: any size)")
+
+
+def _check_length(key, shape, minimum):
+    """tfmood signatures take time last: refuse clips shorter than the model can score (400, not guesses)."""
+    if minimum is None or not shape:
+        return
+    least, unit = minimum
+    if shape[-1] < least:
+        raise RestError.invalid(f"Input {key} has {shape[-1]} {unit}; tfmood models need at least {least} "
+                                f"{unit} per clip")
+
+
+def _folder_state(path):
+    """(relative path, size, mtime_ns) of every file under a version folder: changes while it is copied."""
+    files = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            files.append((os.path.relpath(os.path.join(root, name), path), stat.st_size, stat.st_mtime_ns))
+    return sorted(files)
 
 
 def _version_folders(base_path):

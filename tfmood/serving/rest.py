@@ -28,8 +28,9 @@ _INT64_MAX = 2 ** 63 - 1
 class RestApi:
     """Answers REST requests from a `Repository` of loaded models."""
 
-    def __init__(self, repository):
+    def __init__(self, repository, max_request_elements=None):
         self.repository = repository
+        self.max_request_elements = max_request_elements  # None: no bound (the HTTP server sets one)
 
     def handle(self, method, path, body=b""):
         if not _V1.fullmatch(path):
@@ -68,6 +69,11 @@ class RestApi:
         servable = self.repository.find(name, version, label)
         key = signature or DEFAULT_SIGNATURE
         fmt, tensors = tensor_json.request_tensors(document, servable.input_dtypes(key), signature)
+        elements = sum(int(array.size) for array in tensors.values())
+        if self.max_request_elements is not None and elements > self.max_request_elements:
+            raise RestError.invalid(f"The request holds {elements} input values; this server takes at most "
+                                    f"{self.max_request_elements} per request (--max-request-elements). "
+                                    "Send shorter clips or fewer examples per request.")
         return tensor_json.response_body(servable.predict(key, tensors), fmt)
 
     def metadata(self, name, version, label):

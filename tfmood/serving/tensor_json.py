@@ -20,8 +20,16 @@ ROW, COLUMNAR = "row", "columnar"
 # TF's DataTypeString names, used in TF Serving's messages.
 _TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half", "bfloat16": "bfloat16",
                "string": "string", "object": "string", "bool": "bool"}
+class _Constant(float):
+    """A `NaN`/`Infinity`/`-Infinity` token, told apart from a literal such as 1e400 that overflowed to inf."""
+
+
+_DECODER = json.JSONDecoder(parse_constant=lambda token: _Constant(token.replace("inity", "")))
+# Lists nested deeper than this are refused before any recursive walk. TF allows 254 dims; tfmood's
+# signatures take rank 2 or 3, and the parser itself stops near Python's recursion limit (~1000).
+MAX_RANK = 32
 _ACCEPTED = {  # numpy kind -> JSON leaf types accepted (bool is not an int here, unlike Python)
-    "f": (int, float), "i": (int,), "u": (int,), "b": (bool,), "O": (str,)}
+    "f": (int, float, _Constant), "i": (int,), "u": (int,), "b": (bool,), "O": (str,)}
 
 
 def type_name(dtype):
@@ -30,16 +38,31 @@ def type_name(dtype):
 
 
 def parse_json(body):
-    """The request object; trailing bytes after it are ignored like rapidjson's stream parser does."""
-    text = body.decode("utf-8", errors="strict") if isinstance(body, bytes) else body
+    """The request object; trailing bytes after it are ignored like rapidjson's stream parser does.
+
+    Every malformed body is a 400 (INVALID_ARGUMENT), never an internal error: bytes that are not UTF-8,
+    nesting deeper than the parser's recursion limit, and numbers too big for a double.
+    """
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8", errors="strict")
+        except UnicodeDecodeError as error:
+            raise RestError.invalid(f"JSON Parse error: Invalid encoding: the body is not UTF-8 "
+                                    f"(byte 0x{body[error.start]:02x}) at offset: {error.start}") from None
+    else:
+        text = body
     stripped = text.lstrip()
     if not stripped:
         raise RestError.invalid("JSON Parse error: The document is empty")
     try:
-        document, _ = json.JSONDecoder().raw_decode(stripped)
+        document, _ = _DECODER.raw_decode(stripped)
     except json.JSONDecodeError as error:
         offset = error.pos + len(text) - len(stripped)
         raise RestError.invalid(f"JSON Parse error: {error.msg} at offset: {offset}") from None
+    except RecursionError:
+        raise RestError.invalid("JSON Parse error: The document is nested too deeply") from None
+    except ValueError:  # Python's int-string limit (4,300 digits): far beyond a double, as rapidjson says
+        raise RestError.invalid("JSON Parse error: Number too big to be stored in double.") from None
     if not isinstance(document, dict):
         raise RestError.invalid(f"JSON Value: {_show(document)} Is not object")
     return document
@@ -154,13 +177,58 @@ def _to_array(value, dtype):
     probe = value
     while isinstance(probe, list):
         shape.append(len(probe))
+        if len(shape) > MAX_RANK:
+            raise RestError.invalid(f"JSON Value: lists nested more than {MAX_RANK} levels deep; "
+                                    "no signature takes a tensor of that rank")
         if not probe:
             break
         probe = probe[0]
     _check_level(value, 0, shape, dtype)
     if dtype.kind == "O":
         return np.array(_decode_strings(value), dtype=object).reshape(shape)
-    return np.array(value, dtype=dtype).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range floats become inf: found just below
+        array = np.array(value, dtype=dtype).reshape(shape)
+    if dtype.kind == "f" and not np.isfinite(array).all():
+        _check_non_finite(value, array, dtype)
+    return array
+
+
+def _check_non_finite(value, array, dtype):
+    """Only NaN/Infinity tokens may give non-finite values; a literal that overflowed is an error (TF Serving)."""
+    for index in zip(*np.nonzero(~np.isfinite(array))):
+        leaf = value
+        for i in index:
+            leaf = leaf[i]
+        if type(leaf) is _Constant:
+            continue
+        if type(leaf) is float and not np.isfinite(leaf):  # e.g. 1e400: rapidjson refuses it while parsing
+            raise RestError.invalid("JSON Parse error: Number too big to be stored in double.")
+        raise RestError.invalid(f"Cannot convert JSON value: {_show(leaf)} to {type_name(dtype)} "
+                                "without loss of precision.")
+
+
+def _int_range(dtype):
+    """The integer literals `dtype` holds exactly: its own range for ints, +-(2**mantissa - 1) for floats."""
+    if dtype.kind == "f":
+        limit = (1 << (np.finfo(dtype).nmant + 1)) - 1
+        return -limit, limit
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _check_ints(values, dtype, types):
+    ints = values if types == {int} else [v for v in values if type(v) is int]
+    low, high = _int_range(dtype)
+    if low <= min(ints) and max(ints) <= high:
+        return
+    bad = next(v for v in ints if not low <= v <= high)
+    if dtype.kind != "f":
+        raise RestError.invalid(f"JSON Value: {_show(bad)} Type: Number is not of expected type: "
+                                f"{type_name(dtype)}")
+    if abs(bad) > int(np.finfo(np.float64).max):
+        raise RestError.invalid("JSON Parse error: Number too big to be stored in double.")
+    raise RestError.invalid(f"Cannot convert JSON value: {_show(bad)} to {type_name(dtype)} "
+                            "without loss of precision.")
 
 
 def _check_level(value, level, shape, dtype):
@@ -185,7 +253,10 @@ def _check_level(value, level, shape, dtype):
 
 def _check_leaves(values, dtype, rank):
     accepted = _ACCEPTED[dtype.kind]
-    if set(map(type, values)).issubset(accepted):  # exact types, so True is not a number; C-speed on 1e5 values
+    types = set(map(type, values))
+    if types.issubset(accepted):  # exact types, so True is not a number; C-speed on 1e5 values
+        if int in types:
+            _check_ints(values, dtype, types)
         return
     for value in values:
         if type(value) in accepted or (dtype.kind == "O" and _is_b64(value)):
@@ -239,5 +310,8 @@ def _shape(shape):
 
 
 def _show(value, limit=200):
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except (RecursionError, ValueError):  # a deeply nested value, or an int past Python's 4,300 digits
+        return "<value too large to show>"
     return text if len(text) <= limit else text[:limit] + "..."
