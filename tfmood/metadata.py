@@ -6,6 +6,7 @@ The real files are tab-separated with CRLF line endings and a *variable* number 
 
 import csv
 import dataclasses
+import io
 import os
 import re
 
@@ -54,19 +55,35 @@ def read_split(path: str) -> list:
     Raises `ValueError` naming the file and line for a malformed row or an unknown tag.
     """
     tracks = []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = csv.reader(f, delimiter="\t")
-        header = next(rows, None)
-        if header is None or [h.strip() for h in header[:6]] != HEADER:
-            raise ValueError(f"{path}: header must be {' '.join(HEADER)}. Received: {header!r}")
-        for line, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            try:
-                tracks.append(_parse_row(row))
-            except (ValueError, KeyError) as e:
-                raise ValueError(f"{path}:{line}: {e}") from None
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}). "
+                         "MTG's split files are UTF-8: re-save the file as UTF-8.") from None
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    header = next(rows, None)
+    if header is None or [h.strip().lstrip("\ufeff") for h in header[:6]] != HEADER:
+        raise ValueError(f"{path}: header must be {' '.join(HEADER)}. Received: {header!r}")
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        try:
+            tracks.append(_parse_row(row))
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{path}:{line}: {e}") from None
     return tracks
+
+
+def check_relative_path(path: str) -> str:
+    """A TSV PATH must stay inside the features/audio root it is joined to: relative, without `..`."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or os.path.isabs(path) or path.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise ValueError(f"PATH {path!r} must be a relative path inside the features root (no '..', "
+                         "not absolute), e.g. '48/948.mp3'")
+    return path
 
 
 def _parse_row(row: list) -> Track:
@@ -80,7 +97,7 @@ def _parse_row(row: list) -> Track:
         track_id=parse_track_id(row[0].strip()),
         artist_id=row[1].strip(),
         album_id=row[2].strip(),
-        path=row[3].strip(),
+        path=check_relative_path(row[3].strip()),
         duration=float(row[4]),
         tags=canonical,
     )

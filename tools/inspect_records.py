@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from tfmood.data import convert
 from tfmood.data.inspect import inspect_records
 
 
@@ -20,7 +21,11 @@ def main(argv=None):
     p.add_argument("records_dir")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
-    stats = inspect_records(args.records_dir)
+    try:
+        stats = inspect_records(args.records_dir)
+    except (OSError, convert.DamagedRecords) as e:  # no/unfinished/broken manifest, missing or corrupted shard
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(stats, indent=1))
         return 0

@@ -8,20 +8,33 @@ Layout written to `out_dir`:
 Guarantees:
 - Deterministic: track i of a split (TSV order) goes to shard i % num_shards, records in TSV order,
   protobufs serialized deterministically; the same inputs give byte-identical shards.
-- Crash-safe and resumable: a shard is written under a temporary name and renamed when complete (its
-  sidecar first, the shard last). A re-run skips shards whose sidecar matches this run's settings, so a
-  run killed with SIGKILL and re-run yields exactly the records of an uninterrupted run.
+- Crash-safe and resumable: a shard is written under a temporary name; when complete, the old sidecar is
+  deleted, the shard renamed into place, and only then its sidecar written, recording the shard's size and
+  SHA-256. A re-run skips a shard only when its sidecar matches this run's settings *and* the shard on disk
+  matches the sidecar, so a run killed with SIGKILL at any instant and re-run yields exactly the records of
+  an uninterrupted run. Shards of tracks skipped as bad are redone once their files change (fixed).
+- The manifest is the only index: readers take the shard list from it, never from a glob. A run deletes
+  the old manifest before it changes any shard (no manifest ever describes shards it did not see written)
+  and deletes shards of an earlier layout (another --num-shards, a split no longer converted).
+- One converter per folder: `out_dir/.convert.lock` (an flock, released by the kernel if the process dies)
+  refuses a second one, naming the holder's pid. Pool workers exit when the converter dies.
 - Strict on bad input: every bad track (missing, unreadable, wrong band count, non-finite, zero frames)
   is reported with its file and reason. By default the conversion fails listing all of them (the good
   shards stay done); with `skip_bad=True` they are skipped and recorded in the manifest. Never silently.
+  Input that cannot be converted at all (duplicate track ids within or across splits, split names or
+  TSV paths that would leave `out_dir` / `features_root`) is refused before anything is written.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
 import queue as queue_lib
+import re
+import threading
+import time
 
 from tfmood import metadata
 from tfmood.data import features as feature_kinds
@@ -29,7 +42,11 @@ from tfmood.data import schema
 from tfmood.tags import NUM_TAGS, TAGS, tag_index
 
 MANIFEST = "manifest.json"
-SIDECAR_VERSION = 2  # bump when the sidecar's fields change: older finished shards are then redone
+LOCK = ".convert.lock"
+SIDECAR_VERSION = 3  # bump when the sidecar's fields change: older finished shards are then redone
+# What a split name may look like: it becomes part of file names inside out_dir.
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SHARD_FILE = re.compile(r"^.+-\d{5}-of-\d{5}\.tfrecord(\.json)?$")
 
 
 class ConversionError(RuntimeError):
@@ -41,6 +58,22 @@ class ConversionError(RuntimeError):
         super().__init__(
             f"{len(bad)} bad track(s); no manifest written. Fix or remove them, or re-run with --skip-bad "
             f"to skip them (they are then listed in the manifest). Finished shards are kept.\n{lines}")
+
+
+class InvalidInput(ValueError):
+    """Input refused before anything is written (duplicate ids, unsafe split names or paths)."""
+
+
+class FolderLocked(RuntimeError):
+    """Another converter holds `out_dir`'s lock."""
+
+
+class UnfinishedConversion(FileNotFoundError):
+    """Shards without a manifest: a conversion was killed or failed; re-running it finishes it."""
+
+
+class DamagedRecords(ValueError):
+    """A manifest or shard that cannot be read as written; the message names the file and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,12 +137,43 @@ def _sidecar(task, options):
     return os.path.join(options.out_dir, task.name + ".json")
 
 
+def _file_state(path):
+    """(size, mtime) of a file, or None when it is missing: a change means a skipped track may be fixed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def is_done(task: ShardTask, options: Options) -> bool:
-    shard, sidecar = os.path.join(options.out_dir, task.name), _sidecar(task, options)
-    if not (os.path.exists(shard) and os.path.exists(sidecar)):
+    """A finished shard: its sidecar matches this run's settings, the shard matches the sidecar (size and
+    SHA-256, so a shard swapped or damaged behind the sidecar's back is redone) and no skipped track's
+    file has changed since (a fixed file is retried)."""
+    shard = os.path.join(options.out_dir, task.name)
+    side = _read_json(_sidecar(task, options))
+    if not (isinstance(side, dict) and side.get("fingerprint") == fingerprint(task, options)
+            and os.path.exists(shard) and os.path.getsize(shard) == side.get("shard_bytes")):
         return False
-    with open(sidecar) as f:
-        return json.load(f).get("fingerprint") == fingerprint(task, options)
+    if any(_file_state(s["file"]) != s.get("file_state") for s in side.get("skipped", [])):
+        return False
+    return _sha256(shard) == side.get("shard_sha256")
 
 
 def convert_shard(task: ShardTask, options: Options, tick=None) -> dict:
@@ -122,29 +186,40 @@ def convert_shard(task: ShardTask, options: Options, tick=None) -> dict:
     summary = {"fingerprint": fingerprint(task, options), "split": task.split, "tracks": 0,
                "frames": 0, "min_frames": None, "max_frames": None,
                "tag_counts": [0] * NUM_TAGS, "track_frames": [], "skipped": [], "bad": []}
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for track in task.tracks:
-            path = feature_file(track, options)
-            try:
-                feats = load(path, bands=options.bands)
-            except feature_kinds.BadTrack as e:
-                entry = {"track": track.name, "file": path, "reason": str(e)}
-                summary["bad"].append(entry)
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for track in task.tracks:
+                path = feature_file(track, options)
+                try:
+                    feats = load(path, bands=options.bands)
+                except feature_kinds.BadTrack as e:
+                    feats, reason = None, str(e)
+                except Exception as e:  # noqa: BLE001 - one odd file must not lose the list of all bad ones
+                    feats, reason = None, f"unreadable ({type(e).__name__}: {e})"
+                if feats is None:
+                    summary["bad"].append({"track": track.name, "file": path, "reason": reason,
+                                           "file_state": _file_state(path)})
+                else:
+                    writer.write(schema.serialize(track.track_id, [tag_index(t) for t in track.tags], feats,
+                                                  options.dtype))
+                    _count(summary, track, feats.shape[1])
                 if tick:
                     tick(1)
-                continue
-            writer.write(schema.serialize(track.track_id, [tag_index(t) for t in track.tags], feats,
-                                          options.dtype))
-            _count(summary, track, feats.shape[1])
-            if tick:
-                tick(1)
-    if summary["bad"] and not options.skip_bad:
-        os.remove(tmp)  # a strict run never leaves a shard that lacks a track
+        if summary["bad"] and not options.skip_bad:
+            return summary  # a strict run never leaves a shard that lacks a track (the temp is removed below)
+        summary["skipped"], summary["bad"] = summary["bad"], []
+        summary["shard_bytes"], summary["shard_sha256"] = os.path.getsize(tmp), _sha256(tmp)
+        # Order matters for SIGKILL at any instant: first no sidecar (the shard is then "not done"), then the
+        # new shard, then its sidecar. The old order (sidecar first) let a kill pair a new sidecar with an
+        # older shard of the same name, which the re-run accepted.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_sidecar(task, options))
+        os.replace(tmp, shard)
+        write_json_atomic(_sidecar(task, options), summary)
         return summary
-    summary["skipped"], summary["bad"] = summary["bad"], []
-    write_json_atomic(_sidecar(task, options), summary)
-    os.replace(tmp, shard)
-    return summary
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
 
 
 def _count(summary, track, frames):
@@ -165,15 +240,64 @@ def write_json_atomic(path, obj):
 
 
 def remove_stale_temporaries(out_dir):
-    """Delete half-written `*.tmp-<pid>` files left by a killed run (one converter per folder at a time)."""
+    """Delete half-written `*.tmp-<pid>` files left by a killed run (safe: the folder lock is held)."""
     for name in os.listdir(out_dir):
         if ".tmp-" in name:
             os.remove(os.path.join(out_dir, name))
 
 
-def _worker(args):
-    task, options, progress = args
-    return task, convert_shard(task, options, progress.put)
+def stale_shards(out_dir, tasks) -> list:
+    """Shard files and sidecars in `out_dir` that this plan does not write (an earlier layout)."""
+    keep = {t.name for t in tasks} | {t.name + ".json" for t in tasks}
+    return sorted(n for n in os.listdir(out_dir) if _SHARD_FILE.match(n) and n not in keep)
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir):
+    """Hold `out_dir/.convert.lock` (flock: the kernel drops it when the holder dies, even by SIGKILL)."""
+    import fcntl
+
+    path = os.path.join(out_dir, LOCK)
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise FolderLocked(f"{out_dir} is being converted by another process (pid {holder}, lock {path}). "
+                               "Wait for it to finish or stop it, then re-run.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
+def check_input(splits: dict, options: Options):
+    """Refuse, before anything is written, input that cannot become a correct dataset."""
+    problems = []
+    for split in splits:
+        if not (isinstance(split, str) and _SPLIT_NAME.match(split)) or ".." in split:
+            problems.append(f"split name {split!r}: use letters, digits, '_', '-' and '.' only (it becomes "
+                            "part of the shard file names in the output folder)")
+    seen = {}
+    for split, tracks in splits.items():
+        for t in tracks:
+            if t.track_id in seen:
+                problems.append(f"{split}/{t.name}: duplicate track id (already in {seen[t.track_id]})")
+            else:
+                seen[t.track_id] = split
+            try:
+                metadata.check_relative_path(t.path)
+            except ValueError as e:
+                problems.append(f"{split}/{t.name}: {e}")
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise InvalidInput(f"{len(problems)} problem(s) in the split files; nothing was converted:\n  "
+                           + "\n  ".join(problems[:20]) + more)
 
 
 def run(splits: dict, options: Options, num_shards: int = 16, workers: int = None, show_progress=True) -> dict:
@@ -181,24 +305,54 @@ def run(splits: dict, options: Options, num_shards: int = 16, workers: int = Non
     from tqdm import tqdm
 
     options.validate()
-    os.makedirs(options.out_dir, exist_ok=True)
-    remove_stale_temporaries(options.out_dir)
+    check_input(splits, options)
     tasks = plan(splits, num_shards)
-    todo = [t for t in tasks if not is_done(t, options)]
-    results = {t: _read_sidecar(t, options) for t in tasks if t not in todo}
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    total = sum(len(t.tracks) for t in todo)
-    bar = tqdm(total=total, unit="track", desc=f"converting {len(todo)}/{len(tasks)} shards",
-               disable=not show_progress or total == 0)
-    if todo:
-        results.update(_run_tasks(todo, options, workers, bar))
-    bar.close()
-    bad = [(t.split, b["track"], b["file"], b["reason"]) for t in tasks for b in results[t]["bad"]]
-    if bad:
-        raise ConversionError(bad)
-    manifest = build_manifest(tasks, results, options)
-    write_json_atomic(os.path.join(options.out_dir, MANIFEST), manifest)
+    os.makedirs(options.out_dir, exist_ok=True)
+    with folder_lock(options.out_dir):
+        remove_stale_temporaries(options.out_dir)
+        todo = [t for t in tasks if not is_done(t, options)]
+        stale = stale_shards(options.out_dir, tasks)
+        if todo or stale:
+            # Before any shard changes: a manifest must never describe shards it did not see written.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(options.out_dir, MANIFEST))
+        for name in stale:
+            os.remove(os.path.join(options.out_dir, name))
+        results = {t: _read_sidecar(t, options) for t in tasks if t not in todo}
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+        total = sum(len(t.tracks) for t in todo)
+        bar = tqdm(total=total, unit="track", desc=f"converting {len(todo)}/{len(tasks)} shards",
+                   disable=not show_progress or total == 0)
+        if todo:
+            results.update(_run_tasks(todo, options, workers, bar))
+        bar.close()
+        bad = [(t.split, b["track"], b["file"], b["reason"]) for t in tasks for b in results[t]["bad"]]
+        if bad:
+            raise ConversionError(bad)
+        manifest = build_manifest(tasks, results, options)
+        write_json_atomic(os.path.join(options.out_dir, MANIFEST), manifest)
     return manifest
+
+
+_PROGRESS = None  # a worker's progress queue (set by the pool initializer)
+
+
+def _init_worker(progress, parent_pid):
+    global _PROGRESS
+    _PROGRESS = progress
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid, interval=0.2):
+    """A worker whose converter died (kill -9) stops at once instead of finishing shards nobody collects."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os._exit(1)
+
+
+def _worker(args):
+    task, options = args
+    return task, convert_shard(task, options, _PROGRESS.put)
 
 
 def _run_tasks(todo, options, workers, bar):
@@ -206,21 +360,22 @@ def _run_tasks(todo, options, workers, bar):
     if workers == 1:
         return {t: convert_shard(t, options, bar.update) for t in todo}
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager, ctx.Pool(workers) as pool:
-        progress = manager.Queue()
-        pending = pool.map_async(_worker, [(t, options, progress) for t in todo])
+    progress = ctx.Queue()  # handed over at spawn (no Manager process, which would outlive a killed converter)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(progress, os.getpid())) as pool:
+        pending = pool.map_async(_worker, [(t, options) for t in todo])
         while not pending.ready():
             try:
                 bar.update(progress.get(timeout=0.2))
             except queue_lib.Empty:
                 pass
-        while not progress.empty():
-            bar.update(progress.get())
+        with contextlib.suppress(queue_lib.Empty):
+            while True:
+                bar.update(progress.get(timeout=0.05))
         return dict(pending.get())
 
 
 def _read_sidecar(task, options):
-    with open(_sidecar(task, options)) as f:
+    with open(_sidecar(task, options), encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -229,17 +384,18 @@ def build_manifest(tasks, results, options) -> dict:
     for task in tasks:
         r = results[task]
         s = splits.setdefault(task.split, {"tracks": 0, "frames": 0, "min_frames": None, "max_frames": None,
-                                           "shards": [], "tag_counts": [0] * NUM_TAGS, "track_frames": [],
-                                           "skipped": []})
+                                           "shards": [], "shard_bytes": [], "tag_counts": [0] * NUM_TAGS,
+                                           "track_frames": [], "skipped": []})
         s["tracks"] += r["tracks"]
         s["frames"] += r["frames"]
         for key, pick in (("min_frames", min), ("max_frames", max)):
             if r[key] is not None:
                 s[key] = r[key] if s[key] is None else pick(s[key], r[key])
-        s["shards"].append(task.name)
+        s["shards"].append(task.name)  # the readers' only index of the shards (never a glob)
+        s["shard_bytes"].append(r["shard_bytes"])
         s["tag_counts"] = [a + b for a, b in zip(s["tag_counts"], r["tag_counts"])]
         s["track_frames"] += r["track_frames"]  # lets the pipeline know an epoch's exact length
-        s["skipped"] += r["skipped"]
+        s["skipped"] += [{k: v for k, v in b.items() if k != "file_state"} for b in r["skipped"]]
     for s in splits.values():
         s["tag_counts"] = dict(zip(TAGS, s["tag_counts"]))
     return {"schema_version": schema.SCHEMA_VERSION, "feature_kind": options.kind, "bands": options.bands,
@@ -248,13 +404,51 @@ def build_manifest(tasks, results, options) -> dict:
 
 
 def read_manifest(records_dir: str) -> dict:
+    """The manifest of a converted dataset; a clear error naming the file for a missing, unfinished or
+    damaged one."""
     path = os.path.join(records_dir, MANIFEST)
     if not os.path.exists(path):
+        shards = os.listdir(records_dir) if os.path.isdir(records_dir) else []
+        shards = [n for n in shards if _SHARD_FILE.match(n) and n.endswith(".tfrecord")]
+        if shards:
+            raise UnfinishedConversion(
+                f"{records_dir} holds {len(shards)} shard(s) but no {MANIFEST}: the conversion is unfinished "
+                "(it was killed or stopped at bad tracks). Re-run the same `python tools/convert.py` command "
+                "to finish it.")
         raise FileNotFoundError(
             f"No {MANIFEST} in {records_dir!r}: not a converted dataset (or the conversion did not finish). "
             f"Run `python tools/convert.py ... --out {records_dir}` first.")
-    with open(path) as f:
-        return json.load(f)
+    redo = f"Re-run `python tools/convert.py ... --out {records_dir}` to rewrite it."
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DamagedRecords(f"{path} is damaged (not valid JSON: {e}). {redo}") from None
+    missing = [k for k in ("splits", "bands", "dtype") if not isinstance(manifest, dict) or k not in manifest]
+    if missing or not isinstance(manifest["splits"], dict):
+        raise DamagedRecords(f"{path} is not a tfmood manifest (missing {missing or ['splits']}). {redo}")
+    return manifest
+
+
+def shard_paths(records_dir: str, split: str, manifest: dict = None) -> list:
+    """The split's shard files, exactly as the manifest lists them, each checked to exist with the size the
+    converter wrote (a truncated copy otherwise surfaces later as an anonymous `DataLossError`)."""
+    manifest = manifest or read_manifest(records_dir)
+    if split not in manifest["splits"]:
+        raise LookupError(f"No split {split!r} in {os.path.join(records_dir, MANIFEST)}; it has "
+                       f"{sorted(manifest['splits'])}.")
+    entry = manifest["splits"][split]
+    sizes = entry.get("shard_bytes") or [None] * len(entry["shards"])
+    paths = []
+    for name, size in zip(entry["shards"], sizes):
+        path = os.path.join(records_dir, name)
+        actual = os.path.getsize(path) if os.path.exists(path) else None
+        if actual is None or (size is not None and actual != size):
+            state = "is missing" if actual is None else f"has {actual} bytes, the converter wrote {size}"
+            raise DamagedRecords(f"Shard {path} {state}: the records are damaged. Re-run the same "
+                                 "`python tools/convert.py` command to rewrite it.")
+        paths.append(path)
+    return paths
 
 
 def load_splits(split_dir: str = None, tsvs: dict = None) -> dict:
@@ -263,5 +457,6 @@ def load_splits(split_dir: str = None, tsvs: dict = None) -> dict:
     if split_dir:
         paths = {s: p for s, p in metadata.split_files(split_dir).items() if os.path.exists(p)} | paths
     if not paths:
-        raise FileNotFoundError(f"No split TSVs found (looked in {split_dir!r}).")
+        raise FileNotFoundError(f"No split TSVs found (looked for autotagging_moodtheme-{{train,validation,test}}"
+                                f".tsv in {split_dir!r}). Pass --splits FOLDER or --tsv SPLIT=PATH.")
     return {s: metadata.read_split(p) for s, p in paths.items()}

@@ -37,9 +37,13 @@ def _load_npy(path: str) -> np.ndarray:
     if not os.path.exists(path):
         raise BadTrack("missing file")
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises ValueError, OSError, EOFError... for damaged files
         raise BadTrack(f"unreadable npy ({type(e).__name__}: {e})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive (zip magic) whatever the name says
+        array.close()
+        raise BadTrack("unreadable npy: the file is an .npz archive (np.savez), not a single .npy array")
+    return array
 
 
 @FEATURE_KINDS.register("mel")

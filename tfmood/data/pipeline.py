@@ -6,23 +6,20 @@ stays near 1x instead of the ~10x of "read a 4-minute track, keep 20 seconds". A
 batches. Evaluation never shuffles and never drops a track, and yields tracks in split-TSV order.
 """
 
-import glob
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from tfmood.data import augment, schema
-from tfmood.data.convert import read_manifest
+from tfmood.data.convert import read_manifest, shard_paths
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def list_shards(records_dir: str, split: str) -> list:
-    shards = sorted(glob.glob(os.path.join(records_dir, schema.shard_pattern(split))))
-    if not shards:
-        raise FileNotFoundError(f"No {split!r} shards ({schema.shard_pattern(split)}) in {records_dir!r}.")
-    return shards
+    """The split's shards in index order, from the manifest: never a glob, which would also read stale shards
+    of an earlier --num-shards and a split named `train-extra` as part of `train`."""
+    return shard_paths(records_dir, split)
 
 
 def crops_per_epoch(track_frames, crop_frames, crops_per_track=None) -> int:
