@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfmood import export
+from tfmood.protocol import Protocol
 from tfmood.serving.config import read_models_config, write_models_config
 from tfmood.tags import TAGS
 
@@ -49,39 +50,56 @@ def exported(tmp_path_factory):
     session.session.close()
 
 
-@pytest.mark.parametrize("frames", [1, 37, export.CROP_FRAMES])
-def test_mel_signature_matches_keras(exported, frames):
+CROP, SEGMENTS = Protocol().crop_frames, Protocol().segments
+
+
+def numpy_protocol_crops(mel, crop, segments):
+    """The scoring protocol stated in plain numpy: tile a short clip up to one crop, then `segments` crops
+    starting at round(linspace(0, frames - crop, segments))."""
+    frames = mel.shape[-1]
+    if frames < crop:
+        mel = np.tile(mel, (1,) * (mel.ndim - 1) + (-(-crop // frames),))
+    starts = np.round(np.linspace(0, mel.shape[-1] - crop, segments)).astype(int)
+    return np.stack([mel[..., s:s + crop] for s in starts], axis=-3)
+
+
+def numpy_protocol_scores(model, mel, crop, segments):
+    crops = numpy_protocol_crops(mel, crop, segments)                      # [batch, segments, bands, crop]
+    flat = crops.reshape((-1,) + crops.shape[-2:])
+    return model(flat[..., None]).numpy().reshape(crops.shape[0], segments, -1).mean(axis=1)
+
+
+@pytest.mark.parametrize("frames", [1, 37, CROP, CROP + 333])
+def test_mel_signatures_apply_the_protocol_and_raw_scores_the_whole_input(exported, frames):
     model, _, session = exported
-    mel = np.random.default_rng(frames).normal(size=(2, BANDS, frames)).astype(np.float32)
+    # a loudness ramp along time: crops of a long clip differ from its whole
+    ramp = np.linspace(-3, 3, frames, dtype=np.float32)
+    mel = (np.random.default_rng(frames).normal(size=(2, BANDS, frames)) + ramp).astype(np.float32)
+    raw = session.run("serve_raw", mel=mel)
+    np.testing.assert_allclose(raw["scores"], model(mel[..., None]).numpy(), atol=1e-5)
     out = session.run("serving_default", mel=mel)
-    np.testing.assert_allclose(out["scores"], model(mel[..., None]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["scores"], numpy_protocol_scores(model, mel, CROP, SEGMENTS), atol=1e-5)
     assert out["scores"].dtype == np.float32 and out["scores"].shape == (2, len(TAGS))
     assert out["tags"].shape == (2, len(TAGS))
     assert [t.decode() for t in out["tags"][1]] == list(TAGS)
+    if frames > CROP:  # a long clip: the protocol's answer is not the whole input's
+        assert np.abs(out["scores"] - raw["scores"]).max() > 1e-4
 
 
-def _numpy_waveform_scores(model, waveform, crop, segments):
-    from tfmood.frontend import log_mel_numpy
-
-    mel = log_mel_numpy(waveform)
-    frames = mel.shape[1]
-    if frames <= crop:
-        return model(mel[None, ..., None]).numpy()[0]
-    starts = np.round(np.linspace(0, frames - crop, segments)).astype(int)
-    crops = np.stack([mel[:, s:s + crop] for s in starts])
-    return model(crops[..., None]).numpy().mean(axis=0)
-
-
-@pytest.mark.parametrize("samples", [3000, (export.CROP_FRAMES + 60) * 256])
+@pytest.mark.parametrize("samples", [3000, (CROP + 60) * 256])
 def test_waveform_signature_matches_numpy_frontend(exported, samples):
     pytest.importorskip("tfmood.frontend")
+    from tfmood.frontend import log_mel_numpy
+
     model, _, session = exported
     waveform = np.random.default_rng(samples).uniform(-0.5, 0.5, size=(2, samples)).astype(np.float32)
     out = session.run("serve_waveform", waveform=waveform)
-    expected = [_numpy_waveform_scores(model, w, export.CROP_FRAMES, export.SEGMENTS) for w in waveform]
+    mel = np.stack([log_mel_numpy(w) for w in waveform])
     # log-mel in float32 (TF) vs float64 (numpy) differs by ~1e-4 dB, which moves scores by ~1e-6
-    np.testing.assert_allclose(out["scores"], np.stack(expected), atol=1e-4)
+    np.testing.assert_allclose(out["scores"], numpy_protocol_scores(model, mel, CROP, SEGMENTS), atol=1e-4)
     assert out["scores"].shape == (2, len(TAGS)) and out["tags"].shape == (2, len(TAGS))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one sample"):
+        session.run("serve_waveform", waveform=np.zeros((1, 0), np.float32))
 
 
 def test_signature_defs_and_assets(exported):
@@ -98,8 +116,10 @@ def test_signature_defs_and_assets(exported):
     rows = [line.split("\t") for line in open(os.path.join(assets, "thresholds.tsv")).read().splitlines()]
     assert [r[0] for r in rows] == list(TAGS) and float(rows[2][1]) == pytest.approx(0.12)
     info = json.load(open(os.path.join(assets, "tfmood.json")))
-    assert info["model"] == "tagger" and info["bands"] == BANDS and info["crop_frames"] == export.CROP_FRAMES
-    assert info["signatures"] == ["serving_default", "serve_waveform"] and info["thresholds_file"] == "thresholds.tsv"
+    assert info["model"] == "tagger" and info["bands"] == BANDS
+    assert info["protocol"] == {"crop_frames": CROP, "segments": SEGMENTS, "short_clips": "tile"}
+    assert info["signatures"] == ["serving_default", "serve_raw", "serve_waveform"]
+    assert info["thresholds_file"] == "thresholds.tsv"
 
 
 def test_warmup_records_are_prediction_logs(exported):
@@ -108,9 +128,9 @@ def test_warmup_records_are_prediction_logs(exported):
     records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", "tf_serving_warmup_requests")))
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
     requests = {log.predict_log.request.model_spec.signature_name: log.predict_log.request for log in logs}
-    assert set(requests) == {"serving_default", "serve_waveform"}
+    assert set(requests) == {"serving_default", "serve_raw", "serve_waveform"}
     mel = tf.make_ndarray(requests["serving_default"].inputs["mel"])
-    assert mel.shape == (1, BANDS, export.CROP_FRAMES) and requests["serving_default"].model_spec.name == "tagger"
+    assert mel.shape == (1, BANDS, CROP) and requests["serving_default"].model_spec.name == "tagger"
 
 
 def test_short_inputs_are_tiled_to_the_model_minimum_and_versions_are_atomic(tmp_path):
@@ -125,7 +145,7 @@ def test_short_inputs_are_tiled_to_the_model_minimum_and_versions_are_atomic(tmp
     assert sorted(os.listdir(tmp_path / "short")) == ["1", "2"]
 
     mel = np.random.default_rng(1).normal(size=(1, 8, 2)).astype(np.float32)
-    out = Session(second).run("serving_default", mel=mel)
+    out = Session(second).run("serve_raw", mel=mel)
     tiled = np.tile(mel, (1, 1, 3))[:, :, :5]
     np.testing.assert_allclose(out["scores"], model(tiled[..., None]).numpy(), atol=1e-5)
     assert "serve_waveform" not in Session(second).meta_graph.signature_def  # 8 bands: no waveform frontend
@@ -147,6 +167,11 @@ def test_export_rejects_bad_arguments(tmp_path):
         export.export_model(model, "m", tmp_path, tags=TAGS + ("extra",))
     with pytest.raises(ValueError, match="Expected 56 thresholds"):
         export.export_model(model, "m", tmp_path, thresholds=[0.5] * 3)
+    with pytest.raises(ValueError, match="`segments` must be an integer >= 1"):
+        export.export_model(model, "m", tmp_path, segments=0)
+    valid = tiny_model(bands=8, kernel=(1, 5), padding="valid")
+    with pytest.raises(ValueError, match="at least 5 frames.*crops have 4"):
+        export.export_model(valid, "m", tmp_path, crop_frames=4, warmup=False)
 
 
 def test_threshold_vector_sources(tmp_path):
@@ -171,11 +196,15 @@ def test_models_config_parses_as_model_server_config(tmp_path):
     assert local[0].base_path == str((tmp_path / "tagger").resolve())
 
 
-def test_cli_exports_a_saved_keras_model(tmp_path):
+def test_cli_exports_a_saved_keras_model_with_its_runs_protocol(tmp_path):
     model_path = tmp_path / "best.keras"
     tiny_model(bands=8).save(model_path)
+    # the run's summary.json (tfmood.training.trainer) records the protocol its validation used
+    (tmp_path / "summary.json").write_text(json.dumps({"protocol": {"crop_frames": 48, "segments": 5}}))
     path = export.main(["--model", str(model_path), "--name", "cli", "--out", str(tmp_path / "out"),
-                        "--version", "4", "--models-config", "--model-root", "/models"])
+                        "--version", "4", "--models-config", "--model-root", "/models", "--segments", "3"])
     assert path == str(tmp_path / "out" / "cli" / "4")
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    info = json.load(open(os.path.join(path, "assets", "tfmood.json")))
+    assert info["protocol"] == {"crop_frames": 48, "segments": 3, "short_clips": "tile"}  # flag wins
     assert "base_path: '/models/cli'" in (tmp_path / "out" / "models.config").read_text()

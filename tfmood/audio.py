@@ -3,7 +3,8 @@
     from tfmood.audio import load_audio
     y = load_audio("track.mp3")            # float32, mono, 12 kHz
 
-Decoding goes through librosa (soundfile/libsndfile 1.1+ reads mp3, ogg, flac and wav). Channels are
+Decoding goes through soundfile (libsndfile 1.1+ reads mp3, ogg, flac and wav), then librosa's other
+decoders (audioread) for anything libsndfile cannot read. Channels are
 averaged, like Essentia's MonoLoader. Two resamplers:
 
 - `resampler="mtg"`: what MTG's features used, Essentia's MonoLoader(resampleQuality=4), i.e. libsamplerate's
@@ -41,8 +42,6 @@ def load_audio(path, sample_rate: int = 12000, resampler: str = "soxr_hq") -> np
 
     Raises `AudioError` (a ValueError) naming the file when it is missing, unreadable or empty.
     """
-    import librosa  # imported lazily: it takes seconds and most of tfmood never decodes audio
-
     if sample_rate <= 0:
         raise ValueError(f"`sample_rate` must be a positive number of Hz. Received: {sample_rate}")
     if not os.path.isfile(path):
@@ -50,18 +49,34 @@ def load_audio(path, sample_rate: int = 12000, resampler: str = "soxr_hq") -> np
     if os.path.getsize(path) == 0:
         raise AudioError(path, "the file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            # librosa warns before falling back to audioread; the failure itself is reported below.
-            warnings.simplefilter("ignore")
-            waveform, native_rate = librosa.load(path, sr=None, mono=True)
-    except Exception as error:  # decoders raise many unrelated types (RuntimeError, EOFError, NoBackendError...)
-        detail = str(error).strip() or "format not recognised, or the file is corrupt"
-        raise AudioError(path, f"{type(error).__name__}: {detail}") from error
+        waveform, native_rate = _decode_soundfile(path)
+    except Exception:  # not a libsndfile format: librosa's other decoders (audioread) may still read it
+        try:
+            import librosa  # imported lazily: it takes seconds (scipy, numba) and is rarely needed here
+
+            with warnings.catch_warnings():
+                # librosa warns before falling back to audioread; the failure itself is reported below.
+                warnings.simplefilter("ignore")
+                waveform, native_rate = librosa.load(path, sr=None, mono=True)
+        except Exception as error:  # decoders raise many unrelated types (RuntimeError, EOFError...)
+            detail = str(error).strip() or "format not recognised, or the file is corrupt"
+            raise AudioError(path, f"{type(error).__name__}: {detail}") from error
     if waveform.size == 0:
         raise AudioError(path, "it contains no audio samples")
     if native_rate != sample_rate:
         waveform = resample(waveform, native_rate, sample_rate, resampler)
     return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def _decode_soundfile(path):
+    """libsndfile (1.1+: mp3, ogg, flac, wav) directly, channels averaged: what librosa.load(sr=None,
+    mono=True) does first, without paying librosa's import (seconds) on every `python -m tfmood.predict`."""
+    import soundfile
+
+    with soundfile.SoundFile(path) as f:
+        data = f.read(dtype="float32", always_2d=True)
+        rate = f.samplerate
+    return (data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)), rate
 
 
 def resample(waveform, orig_rate, target_rate, resampler="soxr_hq"):

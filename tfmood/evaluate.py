@@ -49,8 +49,11 @@ def parse_args(argv=None):
     model.add_argument("--data", help="records folder (python -m tfmood.data.convert)")
     model.add_argument("--split", default="test", help="split to evaluate (default: test)")
     model.add_argument("--val-split", default="validation", help="split to fit thresholds on")
-    model.add_argument("--segments", type=int, default=16, help="evenly spaced crops averaged per track")
-    model.add_argument("--crop-frames", type=int, default=960, help="frames per crop (960 = 20.5 s)")
+    model.add_argument("--segments", type=int,
+                       help="evenly spaced crops averaged per track (default: a SavedModel's own protocol, "
+                            "else 16)")
+    model.add_argument("--crop-frames", type=int,
+                       help="frames per crop (960 = 20.5 s; default: a SavedModel's own protocol, else 960)")
     model.add_argument("--batch-size", type=int, default=32, help="crops per model call")
     args = p.parse_args(argv)
     if (args.model is None) == (args.predictions is None):
@@ -66,7 +69,7 @@ def parse_args(argv=None):
     if bool(args.val_predictions) != bool(args.val_groundtruth):
         p.error("--val-predictions and --val-groundtruth (or --val-split-tsv) go together")
     for name in ("segments", "crop_frames", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
     return args
 
@@ -86,9 +89,13 @@ def from_model(args) -> dict:
     paths = [args.model, *args.snapshots]
     parts = {}
     for part, split in (("val", args.val_split), ("test", args.split)):
-        ids, scores, labels = score_split(paths, args.data, split, args.crop_frames, args.segments,
-                                          args.batch_size)
+        try:
+            ids, scores, labels, protocol = score_split(paths, args.data, split, args.crop_frames,
+                                                        args.segments, args.batch_size)
+        except ValueError as error:  # a protocol conflict, a bad asset: a sentence, not a traceback
+            raise SystemExit(f"error: {error}") from None
         parts[part] = (scores, labels, ids)
+    args.protocol = protocol.to_dict()  # recorded in metrics.json (provenance)
     return parts
 
 
@@ -96,7 +103,7 @@ def provenance(args) -> dict:
     """Where the scores came from, recorded in metrics.json."""
     if args.model:
         return {"model": args.model, "snapshots": args.snapshots, "data": args.data, "split": args.split,
-                "val_split": args.val_split, "segments": args.segments, "crop_frames": args.crop_frames,
+                "val_split": args.val_split, "protocol": getattr(args, "protocol", None),
                 "thresholds": args.thresholds}
     return {"predictions": args.predictions, "groundtruth": args.groundtruth,
             "val_predictions": args.val_predictions, "thresholds": args.thresholds}

@@ -1,17 +1,24 @@
 """Export a trained tagger as a versioned SavedModel that TF Serving (or `python -m tfmood.serve`) can serve.
 
     python -m tfmood.export --model runs/mobilenetv2/best.keras --name tagger \\
-        [--thresholds runs/mobilenetv2/thresholds.tsv] [--version 3] [--out saved_models]
+        [--thresholds runs/mobilenetv2/thresholds.tsv] [--version 3] [--out saved_models] \\
+        [--crop-frames 960] [--segments 16]
 
-writes `saved_models/tagger/<version>/` with two predict signatures:
+writes `saved_models/tagger/<version>/`. The scoring protocol (tfmood.protocol: `segments` evenly spaced
+crops of `crop_frames` frames, short clips tiled up to one crop, scores averaged) is part of the model:
+both scoring signatures apply it, so one clip gets one answer whichever way it is sent.
 
-- `serving_default`: `mel` float32 `[batch, bands, time]` (any time >= 1) -> `scores` float32 `[batch, 56]`,
-  `tags` string `[batch, 56]`;
-- `serve_waveform` (96-band models): `waveform` float32 `[batch, samples]` mono at 12 kHz -> log-mel frontend ->
-  the mean score of `segments` evenly spaced crops of `crop_frames` -> the same outputs;
+- `serving_default`: `mel` float32 `[batch, bands, time]` (any time >= 1) -> the protocol -> `scores`
+  float32 `[batch, 56]`, `tags` string `[batch, 56]`;
+- `serve_waveform` (96-band models): `waveform` float32 `[batch, samples]` mono at 12 kHz -> log-mel
+  frontend -> the protocol -> the same outputs;
+- `serve_raw`: `mel` -> the model run once on the whole input (no crops; inputs shorter than the model's
+  minimum are tiled up to it) -> the same outputs. For clients that do their own cropping.
 
-plus `assets/tags.txt`, `assets/thresholds.tsv` (when given), `assets/tfmood.json` and a TF Serving warm-up file
-`assets.extra/tf_serving_warmup_requests` (needs the optional `tensorflow-serving-api` package).
+plus `assets/tags.txt`, `assets/thresholds.tsv` (when given), `assets/tfmood.json` (with the "protocol")
+and a TF Serving warm-up file `assets.extra/tf_serving_warmup_requests` (needs `tensorflow-serving-api`).
+`--crop-frames`/`--segments` default to the protocol of the run that wrote the model (its summary.json),
+else 960 and 16.
 """
 
 import argparse
@@ -26,35 +33,40 @@ import numpy as np
 import tensorflow as tf
 
 import tfmood
+from tfmood.exported import read_thresholds, threshold_vector  # noqa: F401  (public here too)
+from tfmood.protocol import Protocol
 from tfmood.serving.config import write_models_config
 from tfmood.serving.warmup import write_warmup_requests
 from tfmood.tags import TAGS
 
 log = logging.getLogger(__name__)
 
-CROP_FRAMES = 960  # 16 x 960 frames is the evaluation protocol of tfmood.data.pipeline.predict_tracks
-SEGMENTS = 16
 SAMPLE_RATE = 12000
 WAVEFORM_BANDS = 96  # tfmood.frontend.log_mel_tf always gives 96 bands
 MEL_SIGNATURE = "serving_default"
 WAVEFORM_SIGNATURE = "serve_waveform"
+RAW_SIGNATURE = "serve_raw"
 
 
 def export_model(model, name, base_dir="saved_models", thresholds=None, version=None, tags=TAGS, *,
-                 crop_frames=CROP_FRAMES, segments=SEGMENTS, min_frames=None, warmup=True):
+                 protocol=None, crop_frames=None, segments=None, min_frames=None, warmup=True):
     """Write `model` to `base_dir/name/<version>/` atomically and return that path.
 
     `thresholds`: per-tag decision thresholds (a {tag: value} mapping, a sequence in `tags` order, or a
     `tag<TAB>threshold` TSV path), stored as `assets/thresholds.tsv`. `version`: an integer, default
-    the highest existing version + 1. `min_frames`: the shortest input the model accepts (probed when None);
-    shorter requests are tiled up to it inside the serving function.
+    the highest existing version + 1. `protocol`: a tfmood.protocol.Protocol, or build one from
+    `crop_frames` and `segments` (default 960 and 16). `min_frames`: the shortest input the model accepts
+    (probed when None); `serve_raw` tiles shorter requests up to it.
     """
     name = _check_name(name)
     tags = tuple(tags)
     bands = _check_model(model, len(tags))
-    _check_positive(crop_frames=crop_frames, segments=segments)
+    protocol = make_protocol(protocol, crop_frames, segments)
     threshold_values = None if thresholds is None else threshold_vector(thresholds, tags)
     min_frames = probe_min_frames(model, bands) if min_frames is None else int(min_frames)
+    if protocol.crop_frames < min_frames:
+        raise ValueError(f"The model needs inputs of at least {min_frames} frames; the scoring protocol's "
+                         f"crops have {protocol.crop_frames}. Pass a larger crop_frames.")
 
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -67,10 +79,10 @@ def export_model(model, name, base_dir="saved_models", thresholds=None, version=
     tmp = model_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        info = _write_savedmodel(model, tmp, tags, bands, min_frames, crop_frames, segments)
+        info = _write_savedmodel(model, tmp, tags, bands, min_frames, protocol)
         _write_assets(tmp, name, tags, threshold_values, info)
         if warmup:
-            write_warmup_requests(tmp, name, info["signatures"], bands, crop_frames)
+            write_warmup_requests(tmp, name, info["signatures"], bands, protocol.crop_frames)
         if final.exists():
             raise FileExistsError(f"Version {version} of model {name!r} appeared at {final} during the export.")
         os.rename(tmp, final)
@@ -78,6 +90,26 @@ def export_model(model, name, base_dir="saved_models", thresholds=None, version=
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("Exported %s version %d to %s", name, version, final)
     return str(final)
+
+
+def make_protocol(protocol=None, crop_frames=None, segments=None):
+    """`protocol` itself, or a Protocol of `crop_frames` and `segments` (None: the defaults)."""
+    if protocol is not None:
+        if crop_frames is not None or segments is not None:
+            raise ValueError("Pass either `protocol` or `crop_frames`/`segments`, not both.")
+        return protocol
+    values = {k: int(v) for k, v in (("crop_frames", crop_frames), ("segments", segments)) if v is not None}
+    return Protocol(**values)
+
+
+def run_protocol(model_path):
+    """The scoring protocol recorded in the summary.json next to a training run's `.keras` file, or None."""
+    summary = Path(model_path).parent / "summary.json"
+    try:
+        values = json.loads(summary.read_text()).get("protocol")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None if values is None else Protocol.from_dict(values, str(summary))
 
 
 def next_version(model_dir):
@@ -127,40 +159,9 @@ def _all_layer_outputs(model):
         return model
 
 
-def threshold_vector(thresholds, tags=TAGS):
-    """Thresholds as float32 [len(tags)] from a mapping, a sequence in tag order, or a TSV file path."""
-    if isinstance(thresholds, (str, os.PathLike)):
-        thresholds = read_thresholds(thresholds)
-    if hasattr(thresholds, "keys"):
-        missing = [t for t in tags if t not in thresholds]
-        if missing:
-            raise ValueError(f"Thresholds are missing {len(missing)} tags, e.g. {missing[:3]}.")
-        thresholds = [thresholds[t] for t in tags]
-    values = np.asarray(thresholds, dtype=np.float32)
-    if values.shape != (len(tags),):
-        raise ValueError(f"Expected {len(tags)} thresholds, one per tag. Received shape {values.shape}.")
-    return values
-
-
-def read_thresholds(path):
-    """`tag<TAB>threshold` lines (an optional header line whose second field is not a number is skipped)."""
-    table = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        try:
-            table[fields[0].removeprefix("mood/theme---")] = float(fields[1])
-        except (IndexError, ValueError):
-            if number == 1:
-                continue
-            raise ValueError(f"{path}:{number}: expected 'tag<TAB>threshold'. Received {line!r}.")
-    return table
-
-
 # === Serving functions ===
 
-def _write_savedmodel(model, path, tags, bands, min_frames, crop_frames, segments):
+def _write_savedmodel(model, path, tags, bands, min_frames, protocol):
     tag_names = tf.constant(list(tags))
 
     def outputs(scores):
@@ -172,23 +173,29 @@ def _write_savedmodel(model, path, tags, bands, min_frames, crop_frames, segment
 
     @tf.function(input_signature=[tf.TensorSpec([None, bands, None], tf.float32, name="mel")])
     def serve_mel(mel):
+        return outputs(protocol.score(score, mel))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, bands, None], tf.float32, name="mel")])
+    def serve_raw(mel):
         return outputs(score(mel))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(MEL_SIGNATURE, serve_mel)
-    signatures = [MEL_SIGNATURE]
+    archive.add_endpoint(RAW_SIGNATURE, serve_raw)
+    signatures = [MEL_SIGNATURE, RAW_SIGNATURE]
     log_mel_tf = _waveform_frontend(bands)
     if log_mel_tf is not None:
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
         def serve_waveform(waveform):
-            return outputs(segment_average(score, log_mel_tf(waveform), crop_frames, segments))
+            # No samples is a client error (400), not a clip of silence to score confidently.
+            tf.debugging.assert_positive(tf.shape(waveform)[1], message="waveform needs at least one sample")
+            return outputs(protocol.score(score, log_mel_tf(waveform)))
 
         archive.add_endpoint(WAVEFORM_SIGNATURE, serve_waveform)
         signatures.append(WAVEFORM_SIGNATURE)
     archive.write_out(str(path), verbose=False)
-    return {"bands": bands, "min_frames": min_frames, "crop_frames": crop_frames, "segments": segments,
-            "signatures": signatures}
+    return {"bands": bands, "min_frames": min_frames, "protocol": protocol.to_dict(), "signatures": signatures}
 
 
 def _waveform_frontend(bands):
@@ -213,22 +220,6 @@ def _tile_to(mel, min_frames):
     tf.debugging.assert_positive(frames, message="mel needs at least one time frame")
     repeats = tf.maximum(1, (min_frames + frames - 1) // frames)
     return tf.tile(mel, [1, 1, repeats])[:, :, :tf.maximum(frames, min_frames)]
-
-
-def segment_average(score, mel, crop_frames, segments):
-    """Mean of `score` over `segments` evenly spaced `crop_frames` crops of mel [batch, bands, frames].
-
-    Clips no longer than one crop are scored whole (one segment). Starts are round(linspace(0, frames -
-    crop, segments)), the crops of all clips are scored in one batch.
-    """
-    batch, bands, frames = tf.shape(mel)[0], tf.shape(mel)[1], tf.shape(mel)[2]
-    crop = tf.minimum(frames, crop_frames)
-    count = tf.where(frames > crop_frames, segments, 1)
-    starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(frames - crop, tf.float32), count)), tf.int32)
-    index = starts[:, None] + tf.range(crop)[None, :]                     # [count, crop]
-    crops = tf.transpose(tf.gather(mel, index, axis=2), [0, 2, 1, 3])     # [batch, count, bands, crop]
-    scores = tf.cast(score(tf.reshape(crops, [batch * count, bands, crop])), tf.float32)
-    return tf.reduce_mean(tf.reshape(scores, [batch, count, scores.shape[-1]]), axis=1)
 
 
 # === Assets ===
@@ -270,12 +261,6 @@ def _check_version(version):
     return int(version)
 
 
-def _check_positive(**values):
-    for key, value in values.items():
-        if int(value) < 1:
-            raise ValueError(f"`{key}` must be >= 1. Received: {value}")
-
-
 # === CLI ===
 
 def main(argv=None):
@@ -286,8 +271,10 @@ def main(argv=None):
     parser.add_argument("--thresholds", help="tag<TAB>threshold TSV to ship as assets/thresholds.tsv")
     parser.add_argument("--version", type=int, help="version number (default: highest existing + 1)")
     parser.add_argument("--out", default="saved_models", help="base directory (default: saved_models)")
-    parser.add_argument("--crop-frames", type=int, default=CROP_FRAMES, help="waveform signature crop length")
-    parser.add_argument("--segments", type=int, default=SEGMENTS, help="waveform signature crops per clip")
+    parser.add_argument("--crop-frames", type=int,
+                        help="scoring protocol: frames per crop (default: the run's, else 960)")
+    parser.add_argument("--segments", type=int,
+                        help="scoring protocol: crops averaged per clip (default: the run's, else 16)")
     parser.add_argument("--models-config", action="store_true",
                         help="also (re)write OUT/models.config listing every model folder in OUT")
     parser.add_argument("--model-root", help="base_path prefix in models.config, e.g. /models inside Docker "
@@ -296,9 +283,14 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import tfmood.models  # noqa: F401  (registers tfmood's custom layers for deserialisation)
+    try:
+        recorded = run_protocol(args.model) or Protocol()
+        protocol = Protocol(recorded.crop_frames if args.crop_frames is None else args.crop_frames,
+                            recorded.segments if args.segments is None else args.segments, recorded.short_clips)
+    except ValueError as error:
+        parser.error(str(error))
     model = keras.saving.load_model(args.model, compile=False)
-    path = export_model(model, args.name, args.out, args.thresholds, args.version,
-                        crop_frames=args.crop_frames, segments=args.segments)
+    path = export_model(model, args.name, args.out, args.thresholds, args.version, protocol=protocol)
     print(path)
     if args.models_config:
         names = sorted(p.name for p in Path(args.out).iterdir() if p.is_dir() and next_version(p) > 1)

@@ -1,11 +1,13 @@
-"""Tag audio files with an exported tfmood SavedModel.
+"""Tag audio files with an exported tfmood SavedModel (default: MTG's published VGG-ish baseline).
 
-    python -m tfmood.predict song.mp3 music/ --model saved_models/mtg-vggish [--version 2] [--top 5] [--json]
-        [--segments 16] [--crop-frames 960]
+    python -m tfmood.predict song.mp3 music/ [--model saved_models/mtg-vggish] [--version 2] [--top 5] [--json]
 
-Each file (directories are walked for mp3/ogg/flac/wav) is decoded to 12 kHz mono and turned into MTG's
-96-band log-mel (tfmood.frontend); `--segments` evenly spaced crops of `--crop-frames` frames (shorter tracks
-are repeated up to one crop) are scored by the model's `serving_default` signature and averaged.
+Each file (directories are walked for mp3/ogg/flac/wav) is decoded to 12 kHz mono (tfmood.audio, MTG's
+resampling) and scored by the model's `serve_waveform` signature: MTG's log-mel frontend and the model's
+own scoring protocol (tfmood.protocol, recorded in the export), exactly what TF Serving would answer for
+the same samples. Models without `serve_waveform` get the numpy log-mel through `serving_default`.
+Without `--model`, MTG's VGG-ish baseline (Apache-2.0) is downloaded on first use, checked against its
+SHA-256 and cached (tfmood.pretrained; `TFMOOD_CACHE` moves the cache).
 Text output: one line per file with the top tags. `--json`: one JSON object per line and file with all 56
 scores, and per-tag decisions (score > threshold) when the export ships assets/thresholds.tsv.
 Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.
@@ -15,72 +17,70 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
+import threading
 
 import numpy as np
 
-SIGNATURE = "serving_default"
+from tfmood.exported import read_info, version_dir  # noqa: F401  (version_dir: public here too)
 
-
-def version_dir(model, version=None) -> Path:
-    """The SavedModel folder: `model` itself, or its version `version` (default: the highest)."""
-    model = Path(model)
-    if (model / "saved_model.pb").is_file() and version is None:
-        return model
-    versions = sorted(int(p.name) for p in model.iterdir() if p.is_dir() and p.name.isdigit()) \
-        if model.is_dir() else []
-    if not versions:
-        raise FileNotFoundError(f"No SavedModel at {model}: expected saved_model.pb or numbered version "
-                                "folders (export one with `python -m tfmood.export`).")
-    chosen = versions[-1] if version is None else int(version)
-    if chosen not in versions:
-        raise FileNotFoundError(f"Version {chosen} of {model} does not exist. Available: {versions}")
-    return model / str(chosen)
-
-
-def segment_crops(mel, crop_frames=960, segments=16) -> np.ndarray:
-    """`segments` evenly spaced crops [n, bands, crop_frames] of mel (bands, frames); short tracks repeated.
-
-    Starts are round(linspace(0, frames - crop, segments)), as in tfmood.export.segment_average.
-    """
-    if crop_frames < 1 or segments < 1:
-        raise ValueError(f"crop_frames and segments must be >= 1. Received: {crop_frames}, {segments}")
-    frames = mel.shape[1]
-    if frames <= crop_frames:  # one crop covers the track: repeat it to full length, every crop would be equal
-        return np.take(mel, np.arange(crop_frames) % frames, axis=1)[None]
-    starts = np.round(np.linspace(0, frames - crop_frames, segments)).astype(int)
-    return np.stack([mel[:, s: s + crop_frames] for s in starts])
+MEL_SIGNATURE = "serving_default"
+WAVEFORM_SIGNATURE = "serve_waveform"
+SAMPLE_RATE = 12000
 
 
 class Tagger:
-    """A loaded SavedModel: `scores(mel)` gives the 56 tag scores of one (96, frames) log-mel."""
+    """A loaded SavedModel. `waveform_scores(samples)` / `scores(mel)`: the 56 tag scores of one clip
+    under the model's own scoring protocol (applied inside the signatures)."""
 
-    def __init__(self, path, crop_frames=960, segments=16):
+    def __init__(self, path, info=None):
         import tensorflow as tf
 
-        self.path, self.crop_frames, self.segments = Path(path), int(crop_frames), int(segments)
+        self.path = path
+        info = read_info(path) if info is None else info
+        if info["protocol"] is None:
+            raise ValueError(f"{path} was exported by an older tfmood whose serving_default scored the whole "
+                             "input; re-export it (python -m tfmood.export) to give it its scoring protocol.")
+        self.tags, self.thresholds, self.protocol = info["tags"], info["thresholds"], info["protocol"]
         self._loaded = tf.saved_model.load(str(path))
-        if SIGNATURE not in self._loaded.signatures:
-            raise ValueError(f"{path} has no {SIGNATURE!r} signature; found {list(self._loaded.signatures)}.")
-        self._serve = self._loaded.signatures[SIGNATURE]
-        self.tags = self._read_tags()
-        self.thresholds = self._read_thresholds()
+        signatures = self._loaded.signatures
+        if MEL_SIGNATURE not in signatures:
+            raise ValueError(f"{path} has no {MEL_SIGNATURE!r} signature; found {list(signatures)}.")
+        self._mel = signatures[MEL_SIGNATURE]
+        self._waveform = signatures.get(WAVEFORM_SIGNATURE)
 
-    def _read_tags(self):
-        from tfmood.tags import TAGS
-
-        path = self.path / "assets" / "tags.txt"
-        return tuple(path.read_text().split()) if path.is_file() else TAGS
-
-    def _read_thresholds(self):
-        from tfmood.export import threshold_vector
-
-        path = self.path / "assets" / "thresholds.tsv"
-        return threshold_vector(str(path), self.tags) if path.is_file() else None
+    @property
+    def takes_waveforms(self) -> bool:
+        return self._waveform is not None
 
     def scores(self, mel) -> np.ndarray:
-        crops = segment_crops(mel, self.crop_frames, self.segments).astype(np.float32)
-        return np.asarray(self._serve(mel=crops)["scores"]).mean(axis=0)
+        """Scores of one (bands, frames) log-mel."""
+        return np.asarray(self._mel(mel=np.asarray(mel, np.float32)[None])["scores"])[0]
+
+    def waveform_scores(self, waveform) -> np.ndarray:
+        """Scores of one 1-D 12 kHz waveform."""
+        return np.asarray(self._waveform(waveform=np.asarray(waveform, np.float32)[None])["scores"])[0]
+
+
+class BackgroundTagger:
+    """Import TensorFlow and load the model in a thread while the first file decodes: TensorFlow's import
+    is most of a one-file run's time, decoding need not wait for it."""
+
+    def __init__(self, path, info):
+        self._result = {}
+        self._thread = threading.Thread(target=self._load, args=(path, info), daemon=True)
+        self._thread.start()
+
+    def _load(self, path, info):
+        try:
+            self._result["tagger"] = Tagger(path, info)
+        except BaseException as error:  # re-raised in the main thread by get()
+            self._result["error"] = error
+
+    def get(self) -> Tagger:
+        self._thread.join()
+        if "error" in self._result:
+            raise self._result["error"]
+        return self._result["tagger"]
 
 
 def result_record(path, scores, tags, thresholds=None) -> dict:
@@ -96,25 +96,55 @@ def top_line(path, scores, tags, top=5) -> str:
     return f"{path}\t" + "  ".join(f"{tags[i]} {scores[i]:.3f}" for i in order)
 
 
-def predict_files(tagger, files, top=5, as_json=False, out=None, err=None) -> int:
-    """Score every file, print one line each to `out` (errors to `err`); return the number of failures."""
-    from tqdm import tqdm
+def file_scores(tagger, path) -> np.ndarray:
+    """One file's scores: its samples through `serve_waveform`, else its numpy log-mel through `serving_default`."""
+    if tagger.takes_waveforms:
+        from tfmood.audio import load_audio
 
-    from tfmood.audio import AudioError
+        return tagger.waveform_scores(load_audio(path, sample_rate=SAMPLE_RATE, resampler="mtg"))
     from tfmood.frontend import audio_to_mel
+
+    return tagger.scores(audio_to_mel(path))
+
+
+def predict_files(tagger, files, top=5, as_json=False, out=None, err=None) -> int:
+    """Score every file, print one line each to `out` (errors to `err`); return the number of failures.
+
+    `tagger`: a Tagger or a BackgroundTagger (the first file is decoded while it loads).
+    """
+    from tfmood.audio import AudioError, load_audio
 
     out, err = out or sys.stdout, err or sys.stderr
     failed = 0
-    for path in tqdm(files, desc="tagging", unit="file", disable=len(files) < 2, file=err):
+    progress = None
+    if len(files) > 1:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(files), desc="tagging", unit="file", file=err)
+    write = (lambda line, file: progress.write(line, file=file)) if progress else \
+        (lambda line, file: print(line, file=file, flush=True))
+    for index, path in enumerate(files):
         try:
-            scores = tagger.scores(audio_to_mel(path))
+            if isinstance(tagger, BackgroundTagger):
+                # Decode the first file now; keep its samples if the model turns out to take waveforms.
+                samples = load_audio(path, sample_rate=SAMPLE_RATE, resampler="mtg")
+                tagger = tagger.get()
+                scores = tagger.waveform_scores(samples) if tagger.takes_waveforms else file_scores(tagger, path)
+            else:
+                scores = file_scores(tagger, path)
         except AudioError as error:
-            tqdm.write(f"error: {error}", file=err)
+            write(f"error: {error}", err)
             failed += 1
-            continue
-        line = json.dumps(result_record(path, scores, tagger.tags, tagger.thresholds)) if as_json \
-            else top_line(path, scores, tagger.tags, top)
-        tqdm.write(line, file=out)
+        else:
+            line = json.dumps(result_record(path, scores, tagger.tags, tagger.thresholds)) if as_json \
+                else top_line(path, scores, tagger.tags, top)
+            write(line, out)
+        if progress:
+            progress.update()
+    if isinstance(tagger, BackgroundTagger):
+        tagger.get()  # every file failed to decode: still report a model that does not load
+    if progress:
+        progress.close()
     return failed
 
 
@@ -122,16 +152,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfmood.predict", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders to walk")
-    parser.add_argument("--model", required=True, help="exported model folder, e.g. saved_models/mtg-vggish")
+    parser.add_argument("--model", help="exported model folder, e.g. saved_models/mtg-vggish "
+                                        "(default: MTG's VGG-ish baseline, downloaded and cached on first use)")
     parser.add_argument("--version", type=int, help="model version (default: the highest)")
     parser.add_argument("--top", type=int, default=5, help="tags shown per file (default: 5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file, all scores")
-    parser.add_argument("--segments", type=int, default=16, help="crops averaged per track (default: 16)")
-    parser.add_argument("--crop-frames", type=int, default=960, help="frames per crop (default: 960)")
     args = parser.parse_args(argv)
-    for name in ("top", "segments", "crop_frames"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
+    if args.top < 1:
+        parser.error(f"--top must be >= 1. Received: {args.top}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from tfmood.audio import find_audio_files
@@ -139,8 +167,23 @@ def main(argv=None):
     files = find_audio_files(args.inputs)
     if not files:
         parser.error(f"no audio files (mp3, ogg, flac, wav) found in {args.inputs}")
-    tagger = Tagger(version_dir(args.model, args.version), args.crop_frames, args.segments)
-    failed = predict_files(tagger, files, args.top, args.json)
+    try:
+        if args.model is None:
+            from tfmood import pretrained
+
+            model = pretrained.default_model()
+        else:
+            model = args.model
+        path = version_dir(model, args.version)
+        info = read_info(path)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # incl. pretrained.PretrainedError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        failed = predict_files(BackgroundTagger(path, info), files, args.top, args.json)
+    except ValueError as error:  # e.g. an export without its protocol
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if failed:
         print(f"{failed} of {len(files)} files could not be read.", file=sys.stderr)
     return 1 if failed else 0

@@ -70,7 +70,7 @@ def tagging_rows(minutes, repeats, fmt):
     from tfmood import models
     from tfmood.audio import load_audio
     from tfmood.frontend import log_mel_numpy
-    from tfmood.predict import segment_crops
+    from tfmood.protocol import Protocol
 
     seconds = minutes * 60
     stereo = np.stack([signal(seconds, 44100, 1), signal(seconds, 44100, 2)], axis=1)
@@ -85,7 +85,7 @@ def tagging_rows(minutes, repeats, fmt):
         stages = {"decode + MTG resampling": best_time(lambda: load_audio(path, resampler="mtg"), repeats),
                   "numpy frontend": best_time(lambda: log_mel_numpy(waveform), repeats),
                   "vggish, 16 x 960-frame crops": best_time(
-                      lambda: score(segment_crops(mel)[..., None]).numpy(), repeats)}
+                      lambda: score(Protocol().crops(mel[None])[0][..., None]).numpy(), repeats)}
     stages["total"] = sum(stages.values())
     return seconds, stages
 

@@ -39,11 +39,11 @@ def tile_to_length(features, min_frames: int):
 
 
 def evenly_spaced_segments(features, crop_frames: int, segments: int):
-    """`segments` evenly spaced crops `[segments, bands, crop]` covering the track (evaluation)."""
-    features = tile_to_length(features, crop_frames)
-    frames = tf.shape(features)[1]
-    starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(frames - crop_frames, tf.float32), segments)), tf.int32)
-    return crops_at(features, starts, crop_frames)
+    """`segments` evenly spaced crops `[segments, bands, crop]` covering the track (evaluation): the
+    scoring protocol's crops (tfmood.protocol, the one implementation) of a single track."""
+    from tfmood.protocol import Protocol
+
+    return Protocol(int(crop_frames), int(segments)).crops(features[None])[0]
 
 
 def _band_masks(batch, size, num_masks, max_width, seed=None):

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tfmood.data import augment, schema
 from tfmood.data.convert import read_manifest, shard_paths
+from tfmood.protocol import Protocol
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -87,9 +88,13 @@ def _augment_batch(x, y, spec_augment, mixup_alpha, seed):
 def eval_dataset(records_dir, split="validation", crop_frames=960, segments=16):
     """Per track, in split-TSV order: `{"track_id", "segments" [segments, bands, crop, 1], "labels"}`.
 
+    The segments are the scoring protocol's crops (tfmood.protocol.Protocol.crops, the implementation the
+    exported model's signatures and `python -m tfmood.predict` use too).
+
     Shards hold tracks round-robin (track i in shard i % n), so a deterministic interleave with
     block_length 1 over the shards in index order restores the TSV order.
     """
+    protocol = Protocol(int(crop_frames), int(segments))
     manifest = read_manifest(records_dir)
     shards = list_shards(records_dir, split)
     ds = tf.data.Dataset.from_tensor_slices(shards).interleave(
@@ -97,7 +102,7 @@ def eval_dataset(records_dir, split="validation", crop_frames=960, segments=16):
 
     def to_segments(record):
         track = schema.parse(record, manifest["dtype"])
-        x = augment.evenly_spaced_segments(track["features"], crop_frames, segments)
+        x = protocol.crops(track["features"][None])[0]
         return {"track_id": track["track_id"], "segments": x[..., None], "labels": track["labels"]}
 
     return ds.map(to_segments, num_parallel_calls=AUTOTUNE, deterministic=True)

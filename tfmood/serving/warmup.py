@@ -18,7 +18,8 @@ WARMUP_SECONDS = 1.0  # waveform warm-up length; short keeps the record small, t
 
 def warmup_inputs(signatures, bands, crop_frames, sample_rate=12000):
     """{signature: {input: array}}: one zero example per signature, mel at the crop length."""
-    inputs = {"serving_default": {"mel": np.zeros([1, bands, crop_frames], np.float32)}}
+    mel = {"mel": np.zeros([1, bands, crop_frames], np.float32)}
+    inputs = {"serving_default": mel, "serve_raw": mel}
     if "serve_waveform" in signatures:
         inputs["serve_waveform"] = {"waveform": np.zeros([1, int(WARMUP_SECONDS * sample_rate)], np.float32)}
     return {key: value for key, value in inputs.items() if key in signatures}
