@@ -116,7 +116,10 @@ def finish(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool) -> dict
     _, scores, labels = pipeline.predict_tracks(best, records, "validation", cfg.crop_frames,
                                                 cfg.eval_segments, cfg.batch_size)
     thresholds = fit_thresholds(labels, scores)
+    from tfmood.protocol import Protocol  # the scoring protocol validation used: export reads it from here
+
     summary = {"model": cfg.model, "records": records, "checkpoint": paths.best,
+               "protocol": Protocol(int(cfg.crop_frames), int(cfg.eval_segments)).to_dict(),
                "validation": official_metrics(labels, scores, decide(scores, thresholds)),
                "note": "P/R/F use thresholds fitted on this same validation split (optimistic)."}
     # A co-teaching pair: the mean is the result; each net is also scored, checkpointed and exported.
