@@ -80,10 +80,11 @@ class Client:
 
     def predict_file(self, path, signature=MEL_SIGNATURE):
         """Scores [56] for an audio file: the mel signature sends the log-mel (computed here, ~8x smaller than
-        the samples) and scores the whole clip; `serve_waveform` sends samples and averages server-side crops."""
+        the samples), `serve_waveform` sends the samples; the server applies the model's scoring protocol to
+        either, so both give `python -m tfmood.predict`'s answer (same decoding and MTG resampling)."""
         from tfmood.audio import load_audio
 
-        waveform = load_audio(path, sample_rate=SAMPLE_RATE)
+        waveform = load_audio(path, sample_rate=SAMPLE_RATE, resampler="mtg")
         if signature == WAVEFORM_SIGNATURE:
             return self.predict_waveform(waveform)
         if signature != MEL_SIGNATURE:
