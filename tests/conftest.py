@@ -1,11 +1,15 @@
 """Shared fixtures: tiny MTG-layout datasets and their converted records."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# torch's optional GPU compiler triton segfaults when it is imported after TensorFlow (torch 2.14, TF 2.21), and
+# torchvision / timm import it through torch._dynamo; no test needs it, so it is made unavailable.
+sys.modules.setdefault("triton", None)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TINY_SIZES = {"train": 64, "validation": 56, "test": 56}
