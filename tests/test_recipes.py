@@ -34,7 +34,11 @@ def test_full_config_validates_and_names_registered_models(name):
     assert published.roc_auc_macro is None or 0.5 < published.roc_auc_macro < 0.8
     doc = recipes.RECIPES.get(name).__doc__
     assert f"--recipe {name}" in doc and ("seeds/" in doc or "MTG/mtg-jamendo-dataset" in doc)
-    assert "[UNVERIFIED]" in doc and f"{published.pr_auc_macro:.4f}".rstrip("0") in doc
+    assert f"{published.pr_auc_macro:.4f}".rstrip("0") in doc
+    # every recipe says where each setting comes from, and why when it is not the code's
+    settings = recipes.settings(name)
+    assert settings and all(s.source in ("code", "paper", "both", "neither") for s in settings)
+    assert all(s.why for s in settings if s.source in ("paper", "neither"))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -59,6 +63,38 @@ def test_docs_list_every_recipe_with_its_scores():
         published = recipes.published(name)
         assert f"| {published.pr_auc_macro:.4f}".rstrip("0") in row
         assert ("n/a" if published.roc_auc_macro is None else f"{published.roc_auc_macro:.4f}") in row
+
+
+def test_docs_hold_the_generated_settings_tables():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    start = doc.index("\n", doc.index("<!-- settings:begin")) + 1
+    assert doc[start:doc.index("<!-- settings:end -->")] == recipes.markdown()  # regenerate with markdown()
+
+
+def test_settled_settings_are_real_options_of_their_recipes():
+    """fidelity.md item 7: what the public code settles is what the recipes run."""
+    amlag = recipes.get("amlag2019-attention")
+    assert (amlag.optimizer, amlag.schedule, amlag.lr, amlag.epochs) == ("adam_sgd", "staged", 1e-4, 120)
+    assert amlag.schedule_options == dict(adam_epochs=60, sgd_epochs=20, sgd_rates=[1e-3, 1e-4, 1e-5])
+    assert amlag.monitor == "val_att_ROC-AUC-macro" and amlag.early_stopping_patience >= amlag.epochs
+    assert (amlag.crop_frames, amlag.eval_segments) == (4096, 1)  # the first 4096 frames
+    assert amlag.crop_transforms == [dict(name="random_resized_crop", probability=0.33, scale=[0.8, 1.0],
+                                          ratio=[1.7, 2.3])]
+    mtg = recipes.get("mtg-vggish-baseline")
+    assert (mtg.optimizer, mtg.schedule, mtg.monitor, mtg.epochs) == ("adam_sgd", "staged", "val_ROC-AUC-macro", 100)
+    for name in ("cpjku2019-faresnet", "cpjku2019-shake-faresnet", "cpjku2019-resnet34", "cpjku2019-crnn"):
+        cfg = recipes.get(name)
+        assert cfg.standardize == "bands" and cfg.crop_transforms == [dict(name="time_roll", max_shift=50)]
+    assert recipes.get("cpjku2019-faresnet").model_options["rho"] == 5  # the scripts' default, not the JSON's 7
+    selab = recipes.get("selab2021-coteach-effb0-rexnet")
+    assert selab.loss == "bce" and selab.schedule_options == dict(monitor="val_loss")
+    assert any(s.what == "loss" and s.source == "paper" and "weighted_focal" in s.why
+               for s in recipes.settings("selab2021-coteach-effb0-rexnet"))
+    for name in ("hcmus2020-mel-effb0", "hcmus2020-wavenet-mobilenetv2", "hcmus2020-wavenet-effb7"):
+        cfg = recipes.get(name)
+        assert cfg.monitor == "val_loss" and cfg.crop_transforms[0]["name"] == "random_resized_crop"
 
 
 def test_wavenet_recipes_use_16_band_data():
@@ -92,14 +128,21 @@ def test_plain_model_runs_keep_their_defaults():
         config_from_args(parse_args(["--smoke"]))
 
 
-def test_list_recipes_prints_every_name_and_score(capsys):
-    assert main(["--list-recipes"]) == 0
-    out = capsys.readouterr().out
+def test_list_recipes_prints_every_name_score_and_setting_source():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tfmood.train", "--list-recipes"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    lines = out.splitlines()
     for name in NAMES:
         published = recipes.published(name)
-        line = next(line for line in out.splitlines() if line.startswith(name + " "))
-        assert f"{published.pr_auc_macro:.4f}" in line
-        assert published.roc_auc_macro is None or f"{published.roc_auc_macro:.4f}" in line
+        at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+        assert f"{published.pr_auc_macro:.4f}" in lines[at]
+        assert published.roc_auc_macro is None or f"{published.roc_auc_macro:.4f}" in lines[at]
+        shown = lines[at + 1:at + 1 + len(recipes.settings(name))]
+        assert shown == [f"    {s.line()}" for s in recipes.settings(name)]
+        assert all(line.lstrip().startswith(("[code]", "[paper]", "[both]", "[neither]")) for line in shown)
 
 
 def test_pretrain_flag_calls_vqvae_pretraining_with_the_given_values(monkeypatch, tmp_path):

@@ -6,13 +6,16 @@
     python -m tfmood.train --recipe cpjku2019-faresnet --data records/jamendo-mel [--epochs 10 ...]
     python -m tfmood.train --list-recipes
 
-Each module holds `NAME`, `PUBLISHED` (the official test scores of the run it reproduces) and
-`get_config(smoke=False) -> TrainConfig`; its docstring gives the source paper, the commands, every setting and
-what the public code leaves [UNVERIFIED]. Modules are registered below by import; `docs/recipes.md` lists them.
+Each module holds `NAME`, `PUBLISHED` (the official test scores of the run it reproduces), `SETTINGS` (each
+setting with where it comes from: the code, the paper, both or neither, and why; `base.Setting`) and
+`get_config(smoke=False) -> TrainConfig`; its docstring gives the source paper, the commands and the settings in
+prose, with what the public material leaves open marked [UNVERIFIED]. Modules are registered below by import;
+`docs/recipes.md` lists them, with the settings tables that `markdown()` writes.
 """
 
 import importlib
 
+from tfmood.recipes.base import SOURCES, settings_markdown
 from tfmood.registry import Registry
 from tfmood.training.config import TrainConfig
 
@@ -45,3 +48,15 @@ def published(name: str):
 def describe() -> dict:
     """name -> one line: published scores and the first line of the recipe's docstring (`--list-recipes`)."""
     return {name: f"{RECIPES.get(name).PUBLISHED.line()}  {RECIPES.describe()[name]}" for name in names()}
+
+
+def settings(name: str) -> tuple:
+    """The `Setting`s of recipe `name`: what each follows (code, paper, both, neither) and why."""
+    return tuple(RECIPES.get(name).SETTINGS)
+
+
+def markdown() -> str:
+    """The settings section of docs/recipes.md (tests/test_recipes.py checks the file holds exactly this)."""
+    legend = "\n".join(f"- **{source}**: {meaning}" for source, meaning in SOURCES.items())
+    tables = "\n".join(settings_markdown(name, settings(name)) for name in names())
+    return f"Sources:\n{legend}\n\n{tables}"

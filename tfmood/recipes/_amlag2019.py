@@ -11,7 +11,17 @@ CROP = SEGMENTS * SEGMENT_FRAMES  # 4096 frames, about 87.4 s
 INPUT = dict(data=MTG_MEL, crop_frames=CROP, crops_per_track=1,
              spec_augment=dict(probability=0.5, time_masks=2, freq_masks=2, max_time_fraction=0.2,
                                max_freq_fraction=0.15),
-             eval_segments=3)  # [UNVERIFIED] AMLAG scored the first 4096 frames (with the random transforms on)
+             eval_segments=3)
+
+# transforms.py get_transforms: UseWithProb(RandomResizedCrop(scale=(0.8, 1.0), ratio=(1.7, 2.3)), p=.33) between
+# the random crop and SpecAugment (also SELAB's and HCMUS's pipelines). On a 96 x 4096 crop it always falls back
+# to the central 96 x 221 frames, resized back (systems.md B1).
+RANDOM_RESIZED_CROP = dict(name="random_resized_crop", probability=0.33, scale=[0.8, 1.0], ratio=[1.7, 2.3])
+
+# solver.py `_schedule`: Adam 1e-4; after 60 epochs reload best and switch to SGD 1e-3 (Nesterov, momentum .9,
+# weight decay 1e-4); after 20 more reload best and set 1e-4; after 20 more reload best and set 1e-5.
+STAGED = dict(optimizer="adam_sgd", lr=1e-4, schedule="staged",
+              schedule_options=dict(adam_epochs=60, sgd_epochs=20, sgd_rates=[1e-3, 1e-4, 1e-5]))
 
 # Smoke: 2 segments of 32 frames, narrow transformer; 'same' padding keeps out_conv valid on the tiny maps.
 SMOKE_CROP = 64

@@ -1,4 +1,5 @@
-"""What every recipe shares: the published-score record, data locations, frame rates and the smoke shrink."""
+"""What every recipe shares: the published-score record, where each setting comes from, data locations, frame
+rates and the smoke shrink."""
 
 import dataclasses
 
@@ -28,6 +29,41 @@ class Published:
     def line(self) -> str:
         roc = "  n/a " if self.roc_auc_macro is None else f"{self.roc_auc_macro:.4f}"
         return f"PR-AUC-macro {self.pr_auc_macro:.4f}  ROC-AUC-macro {roc}"
+
+
+SOURCES = {  # where a recipe setting comes from (`Setting.source`)
+    "code": "the system's public code",
+    "paper": "the system's paper (the code differs or is not public)",
+    "both": "code and paper agree",
+    "neither": "tfmood's choice: the public material does not settle it, or tfmood deviates on purpose",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One recipe setting, where it comes from (`SOURCES`) and, when it is not the code's, why."""
+
+    what: str
+    value: str
+    source: str
+    why: str = ""
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"Setting {self.what!r}: source must be one of {sorted(SOURCES)}. "
+                             f"Received: {self.source!r}")
+        if self.source in ("paper", "neither") and not self.why:
+            raise ValueError(f"Setting {self.what!r} ({self.source}) needs a `why`.")
+
+    def line(self) -> str:
+        return f"[{self.source}] {self.what}: {self.value}" + (f" -- {self.why}" if self.why else "")
+
+
+def settings_markdown(name: str, settings) -> str:
+    """The docs/recipes.md table of one recipe's settings."""
+    rows = [f"#### `{name}`", "", "| setting | value | source | why |", "|---|---|---|---|"]
+    rows += [f"| {s.what} | {s.value} | {s.source} | {s.why} |" for s in settings]
+    return "\n".join(rows) + "\n"
 
 
 def shrink(cfg: TrainConfig, model_options: dict, model: str = None, crop_frames: int = SMOKE_CROP,

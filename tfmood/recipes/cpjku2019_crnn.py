@@ -25,6 +25,8 @@ __doc__ = __doc__.replace("{common}", _cpjku2019.DOC_COMMON.strip("\n"))
 NAME = "cpjku2019-crnn"
 PUBLISHED = Published(0.1172, 0.7381, "CP-JKU 2019 run 4 (4_crnn)")
 
+SETTINGS = _cpjku2019.MOODWALK_SETTINGS
+
 
 def get_config(smoke=False) -> TrainConfig:
     cfg = TrainConfig(model="crnn", model_options=dict(channels=(64, 128, 128, 128), gru_units=32), name=NAME,

@@ -24,6 +24,8 @@ __doc__ = __doc__.replace("{common}", _cpjku2019.DOC_COMMON.strip("\n"))
 NAME = "cpjku2019-resnet34"
 PUBLISHED = Published(0.1021, 0.7168, "CP-JKU 2019 run 5 (5_resnet34)")
 
+SETTINGS = _cpjku2019.MOODWALK_SETTINGS
+
 
 def get_config(smoke=False) -> TrainConfig:
     cfg = TrainConfig(model="resnet34", model_options=dict(width=64), name=NAME, **_cpjku2019.TRAINING)

@@ -13,20 +13,25 @@ EfficientNet-B0): PR-AUC-macro 0.1414, ROC-AUC-macro 0.7663 (mtg-jamendo.md sect
 Settings: `efficientnet_b7` with `duplicate_bands=2` (the code's `np.tile(features, (2, 1))`: 16 -> 32 rows,
 "not large enough to fit EfficientNet-B7") and ImageNet weights; one 30 s encoding per track (937 frames), used
 whole; SpecAugment p=.7, 1 time mask (<= 15 %), 1 frequency mask (<= 10 %); mixup alpha 1; label balancing;
-BCE; Adam 1e-3 with amsgrad; x0.1 after 5 epochs without gain; 120 epochs, early stop after 25; batch 32.
+BCE; Adam 1e-3 with amsgrad; x0.1 after 5 epochs without a lower validation loss; the lowest validation
+loss selects the model; 120 epochs, early stop after 25; batch 32; RandomResizedCrop (p=.33) on the 16 bands.
 
-[UNVERIFIED] and chosen here: the repo builds EfficientNet-B6 with AdvProp weights while the paper reports B7:
-we follow the paper with Keras' standard ImageNet weights; plateau/early stopping on validation PR-AUC-macro;
-RandomResizedCrop not reproduced. `--smoke`: EfficientNet has no width option, so a MobileNetV2 at alpha 0.35
-(bands duplicated too) stands in.
+Deviation (settings table, `--list-recipes`): the repo builds EfficientNet-B6 with AdvProp weights while the
+paper reports B7: the recipe follows the paper with Keras' standard ImageNet weights. `--smoke`: EfficientNet
+has no width option, so a MobileNetV2 at alpha 0.35 (bands duplicated too) stands in.
 """
 
 from tfmood.recipes import _hcmus2020
-from tfmood.recipes.base import Published, shrink
+from tfmood.recipes.base import Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 NAME = "hcmus2020-wavenet-effb7"
 PUBLISHED = Published(0.105, None, "HCMUS 2020 run 3 (Table 1, method E)")
+
+SETTINGS = _hcmus2020.WAVENET_SETTINGS + (
+    Setting("model", "EfficientNet-B7, Keras' ImageNet weights", "paper",
+            "the repo's WaveNetModel/main.py builds EfficientNet-B6 with AdvProp weights; the paper reports B7"),
+)
 
 
 def get_config(smoke=False) -> TrainConfig:

@@ -15,21 +15,25 @@ Settings: `mobilenetv2` (ImageNet weights) behind the 1->3 channel stem on the 1
 32 rows (`duplicate_bands=2`: the code tiles every WaveNet feature, D3, and keras' MobileNetV2 refuses fewer
 than 32 rows); one 30 s encoding per track (937 frames at 31.25 frames/s),
 used whole; SpecAugment p=.7 with 1 time mask (<= 15 %) and 1 frequency mask (<= 10 %) (transforms.py); mixup
-alpha 1; label balancing; BCE; Adam 1e-3 with amsgrad; x0.1 after 5 epochs without gain; 120 epochs, early stop
-after 25; batch 32.
+alpha 1; label balancing; BCE; Adam 1e-3 with amsgrad; x0.1 after 5 epochs without a lower validation loss,
+which also selects the model; 120 epochs, early stop after 25; batch 32.
 
-[UNVERIFIED] and chosen here: ImageNet initialisation for this run (the repo only shows EfficientNet); the
-30 s window (tools/extract_wavenet.py takes the centre; HCMUS took a random one: `--position random`);
-plateau/early stopping on validation PR-AUC-macro instead of loss; RandomResizedCrop (p=.33) not reproduced.
-`--smoke`: MobileNetV2 at alpha 0.35, bands duplicated.
+Deviations (settings table, `--list-recipes`): ImageNet initialisation and the stem for this run (the repo
+only shows EfficientNet); the 30 s window (tools/extract_wavenet.py takes the centre; HCMUS took a random
+one: `--position random`). `--smoke`: MobileNetV2 at alpha 0.35, bands duplicated.
 """
 
 from tfmood.recipes import _hcmus2020
-from tfmood.recipes.base import Published, shrink
+from tfmood.recipes.base import Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 NAME = "hcmus2020-wavenet-mobilenetv2"
 PUBLISHED = Published(0.102, None, "HCMUS 2020 Table 1, method D")
+
+SETTINGS = _hcmus2020.WAVENET_SETTINGS + (
+    Setting("model", "MobileNetV2 (ImageNet) behind BN + two 1x1 convs to 3 channels", "neither",
+            "method D is in the paper's Table 1 only; the repo shows EfficientNet runs [UNVERIFIED]"),
+)
 
 
 def get_config(smoke=False) -> TrainConfig:

@@ -18,13 +18,18 @@ model ends in a global max pool instead.
 {common}"""
 
 from tfmood.recipes import _taiinn2019
-from tfmood.recipes.base import Published, shrink
+from tfmood.recipes.base import Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 __doc__ = __doc__.replace("{common}", _taiinn2019.DOC_COMMON.strip("\n"))
 
 NAME = "taiinn2019-vqvae-cnn"
 PUBLISHED = Published(0.1077, 0.7207, "Taiinn 2019 Run-4 (CNN, VQ-VAE fixed)")
+
+SETTINGS = _taiinn2019.SETTINGS + (
+    Setting("model", "5 conv blocks 64-128-256-512-256, dropout .5, global max pool, Dense 56 -> BN -> sigmoid",
+            "neither", "Taiinn's flatten-to-1280 fits no input shape; a global max pool replaces it [UNVERIFIED]"),
+)
 
 
 def get_config(smoke=False) -> TrainConfig:

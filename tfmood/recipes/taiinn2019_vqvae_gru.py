@@ -17,13 +17,17 @@ Settings: `vqvae_gru`: z_q as a sequence over time -> 2-layer BiGRU(256, dropout
 {common}"""
 
 from tfmood.recipes import _taiinn2019
-from tfmood.recipes.base import Published, shrink
+from tfmood.recipes.base import Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 __doc__ = __doc__.replace("{common}", _taiinn2019.DOC_COMMON.strip("\n"))
 
 NAME = "taiinn2019-vqvae-gru"
 PUBLISHED = Published(0.1037, 0.7141, "Taiinn 2019 Run-2 (GRU, VQ-VAE fixed)")
+
+SETTINGS = _taiinn2019.SETTINGS + (
+    Setting("model", "2 x BiGRU(256) with layer norms, Dense 512 -> 256 -> 56", "code"),
+)
 
 
 def get_config(smoke=False) -> TrainConfig:

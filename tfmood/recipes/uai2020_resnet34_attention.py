@@ -13,21 +13,35 @@ Settings (paper 4.1-4.3): MTG mel, random crop to 4096 frames (16 segments of 25
 channels by two convolutions, a ResNet34 feature extractor and a conv layer per segment, then a self-attention
 module of 2 layers x 4 heads: `attention_resnet34`; Adam lr 1e-4 (betas 0.9, 0.999) for 35 epochs; BCE.
 
-[UNVERIFIED] and chosen here (the paper gives no more): AMLAG's wiring, widths, segment classifier and (att +
-clf) / 2 prediction (the paper predicts with `att` only); mixup alpha 1 and AMLAG's SpecAugment settings;
-batch 8 (AMLAG's); a constant learning rate (no schedule is mentioned: the plateau patience equals the epoch
-count, so it never fires) and no early stopping (the best of the 35 epochs is kept); evaluation = mean of 3
-evenly spaced crops. `--smoke`: ResNet34 width 8, 2 segments of 32 frames, a 32-wide transformer.
+The paper gives no more; the rest is AMLAG's framework (settings table, `--list-recipes`): its wiring,
+widths and segment classifier; mixup alpha 1 and AMLAG's SpecAugment settings; batch 8; a constant learning
+rate (no schedule is mentioned: the plateau patience equals the epoch count, so it never fires) and no early
+stopping (the best of the 35 epochs is kept); evaluation = mean of 3 evenly spaced crops. `--smoke`: ResNet34
+width 8, 2 segments of 32 frames, a 32-wide transformer.
 """
 
 from tfmood.recipes import _amlag2019
-from tfmood.recipes.base import Published, shrink
+from tfmood.recipes.base import Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 NAME = "uai2020-resnet34-attention"
 PUBLISHED = Published(0.1275, 0.7360, "UAI-CNRL 2020")
 
 EPOCHS = 35
+
+SETTINGS = (
+    Setting("input", "MTG mel, a random 4096-frame crop = 16 segments of 256 frames", "paper",
+            "the team's code (alishdipani/...) was not consulted"),
+    Setting("model", "2 convolutions to 3 channels, ResNet34 and a reducing convolution per segment; 2-layer, "
+            "4-head self-attention; both branches in the loss", "paper", "the paper (4.1-4.3) describes it"),
+    Setting("widths, dropout, segment classifier", "AMLAG's", "neither", "not published [UNVERIFIED]"),
+    Setting("optimiser", "Adam 1e-4 (betas .9, .999), constant, 35 epochs, no early stopping", "paper",
+            "the paper names no schedule"),
+    Setting("augmentation", "SpecAugment and mixup with AMLAG's settings (alpha 1; p .5, 2 masks)", "neither",
+            "the paper names SpecAugment and mixup without settings [UNVERIFIED]"),
+    Setting("loss, batch, model selection, evaluation", "BCE; 8; validation PR-AUC-macro; mean of 3 evenly spaced "
+            "crops", "neither", "BCE is the paper's; the rest is not published [UNVERIFIED]"),
+)
 
 
 def get_config(smoke=False) -> TrainConfig:
