@@ -2,9 +2,15 @@
 
 All of them work eagerly and inside `Dataset.map` (tests check both). They run on whole batches
 (vectorised) because per-example maps are the throughput bottleneck on a 2-core CPU.
+
+Random draws are stateless (`tfmood.data.seeds`): `seed` is a `[2]` stateless seed (the pipeline passes a
+fresh one per track or batch), an int (the same draws at every call), or None (fresh draws at every call).
+Each kind of draw folds its own purpose into the seed, so no two share a stream.
 """
 
 import tensorflow as tf
+
+from tfmood.data import seeds
 
 
 def random_crop(features, crop_frames: int, count, seed=None):
@@ -16,7 +22,7 @@ def random_crop(features, crop_frames: int, count, seed=None):
     features = tile_to_length(features, crop_frames)
     frames = tf.shape(features)[1]
     span = tf.cast(frames - crop_frames + 1, tf.float32) / tf.cast(count, tf.float32)
-    u = tf.random.uniform([count], seed=seed)
+    u = tf.random.stateless_uniform([count], seeds.derive(seed, seeds.CROP))
     starts = tf.cast((tf.range(count, dtype=tf.float32) + u) * span, tf.int32)
     return crops_at(features, tf.minimum(starts, frames - crop_frames), crop_frames)
 
@@ -46,13 +52,15 @@ def evenly_spaced_segments(features, crop_frames: int, segments: int):
     return Protocol(int(crop_frames), int(segments)).crops(features[None])[0]
 
 
-def _band_masks(batch, size, num_masks, max_width, seed=None):
-    """[batch, size] bool: `num_masks` random bands of width in [0, max_width] per example."""
+def _band_masks(batch, size, num_masks, max_width, width_seed, start_seed):
+    """[batch, size] bool: `num_masks` random bands per example, width ~ U{0..max_width}, then
+    start ~ U{0..size - width}."""
     positions = tf.range(size)[None, None, :]
-    width = tf.random.uniform([batch, num_masks, 1], 0, max_width + 1, tf.int32, seed=seed)
+    width = tf.random.stateless_uniform([batch, num_masks, 1], width_seed, 0, max_width + 1, tf.int32)
     # Uniform start in [0, size - width]: scale a uniform float, since TF's int sampler needs scalar bounds.
     room = tf.cast(size - width + 1, tf.float32)
-    start = tf.cast(tf.random.uniform([batch, num_masks, 1], seed=seed) * room, tf.int32)
+    u = tf.random.stateless_uniform([batch, num_masks, 1], start_seed)
+    start = tf.minimum(tf.cast(u * room, tf.int32), size - width)
     return tf.reduce_any((positions >= start) & (positions < start + width), axis=1)
 
 
@@ -67,26 +75,41 @@ def spec_augment(x, probability=0.7, time_masks=2, freq_masks=2, max_time_fracti
     batch, bands, frames = shape[0], shape[1], shape[2]
     max_t = tf.cast(tf.cast(frames, tf.float32) * max_time_fraction, tf.int32)
     max_f = tf.cast(tf.cast(bands, tf.float32) * max_freq_fraction, tf.int32)
-    fmask = _band_masks(batch, bands, freq_masks, max_f, seed)[:, :, None]
-    tmask = _band_masks(batch, frames, time_masks, max_t, seed)[:, None, :]
-    apply = (tf.random.uniform([batch], seed=seed) < probability)[:, None, None]
+    seed = seeds.resolve(seed)
+    fmask = _band_masks(batch, bands, freq_masks, max_f, seeds.derive(seed, seeds.SPEC_FREQ_WIDTH),
+                        seeds.derive(seed, seeds.SPEC_FREQ_START))[:, :, None]
+    tmask = _band_masks(batch, frames, time_masks, max_t, seeds.derive(seed, seeds.SPEC_TIME_WIDTH),
+                        seeds.derive(seed, seeds.SPEC_TIME_START))[:, None, :]
+    apply = (tf.random.stateless_uniform([batch], seeds.derive(seed, seeds.SPEC_APPLY)) < probability)
+    apply = apply[:, None, None]
     fill = tf.reduce_min(x, axis=[1, 2], keepdims=True)
     return tf.where(apply & (fmask | tmask), fill, x)
 
 
 def sample_beta(shape, alpha, seed=None):
-    """Beta(alpha, alpha) from two gammas (TF has no stateless beta sampler in core)."""
-    a = tf.random.gamma(shape, alpha, seed=seed)
-    b = tf.random.gamma(shape, alpha, seed=seed)
-    return a / (a + b)
+    """Beta(alpha, alpha) as G_a / (G_a + G_b) from two *independent* Gamma(alpha) draws (TF has no beta
+    sampler in core). The gammas need distinct streams: with one shared stream G_a == G_b and lambda is
+    always 0.5 (the defect this replaced)."""
+    seed = seeds.resolve(seed)
+    a = tf.random.stateless_gamma(shape, seeds.derive(seed, seeds.MIX_GAMMA_A), alpha)
+    b = tf.random.stateless_gamma(shape, seeds.derive(seed, seeds.MIX_GAMMA_B), alpha)
+    # Both gammas can underflow to 0 for small alpha: lambda is then 0.5 rather than NaN.
+    total = a + b
+    return tf.where(total > 0, a / tf.where(total > 0, total, 1.0), 0.5)
+
+
+def permutation(n, seed=None):
+    """A random permutation of `range(n)` (the mixup partners)."""
+    return tf.random.experimental.stateless_shuffle(tf.range(n), seeds.derive(seed, seeds.MIX_PERM))
 
 
 def mixup(x, y, alpha: float, seed=None):
     """Mixup (Zhang et al. 2018) with mixed targets: per-example lambda ~ Beta(alpha, alpha), partner = a
     random permutation of the batch. Returns (x, y) of the same shapes."""
     batch = tf.shape(x)[0]
+    seed = seeds.resolve(seed)
     lam = sample_beta([batch], alpha, seed)
-    perm = tf.random.shuffle(tf.range(batch), seed=seed)
+    perm = permutation(batch, seed)
     lx = tf.reshape(lam, [-1] + [1] * (len(x.shape) - 1))
     ly = lam[:, None]
     return lx * x + (1 - lx) * tf.gather(x, perm), ly * y + (1 - ly) * tf.gather(y, perm)

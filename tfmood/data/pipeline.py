@@ -10,7 +10,7 @@ batches. Evaluation never shuffles and never drops a track, and yields tracks in
 import numpy as np
 import tensorflow as tf
 
-from tfmood.data import augment, schema
+from tfmood.data import augment, recipe_augment, schema, seeds
 from tfmood.data.convert import read_manifest, shard_paths
 from tfmood.protocol import Protocol
 
@@ -30,8 +30,8 @@ def crops_per_epoch(track_frames, crop_frames, crops_per_track=None) -> int:
     return sum(max(1, (f + crop_frames // 2) // crop_frames) for f in track_frames)
 
 
-def _crops(record, dtype, crop_frames, crops_per_track, seed):
-    """One parsed track -> (`[k, bands, crop]` crops, `[k, 56]` labels)."""
+def _crops(seed, record, dtype, crop_frames, crops_per_track):
+    """One parsed track -> (`[k, bands, crop]` crops, `[k, 56]` labels); `seed`: this track's stateless seed."""
     track = schema.parse(record, dtype)
     frames = tf.shape(track["features"])[1]
     if crops_per_track:
@@ -44,24 +44,31 @@ def _crops(record, dtype, crop_frames, crops_per_track, seed):
 
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
                   shuffle_buffer=1024, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
-                  seed=None, deterministic=False):
-    """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training."""
+                  seed=None, deterministic=False, crop_transforms=()):
+    """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training.
+
+    `crop_transforms`: recipe transforms (`tfmood.data.recipe_augment` specs) run on each batch before SpecAugment.
+    """
     if crop_frames < 1:
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")
     manifest = read_manifest(records_dir)
     shards = list_shards(records_dir, split)
-    files = tf.data.Dataset.from_tensor_slices(shards).shuffle(len(shards), seed=seed)
+    files = tf.data.Dataset.from_tensor_slices(shards)
+    files = files.shuffle(len(shards), seed=seeds.stream_seed(seed, seeds.SHUFFLE_SHARDS))
     # Read several shards at once so consecutive tracks come from all over the dataset.
     ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(shards)),
                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
     # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
     static = [None, int(manifest["bands"]), crop_frames]
-    ds = ds.map(lambda r: _crops(r, manifest["dtype"], crop_frames, crops_per_track, seed),
+    # Every track and every batch gets its own seed, from streams that restart differently at each epoch
+    # (Keras re-iterates the dataset per epoch): fresh draws, reproducible from `seed` (tfmood.data.seeds).
+    ds = seeds.with_seeds(ds, seed, seeds.STREAM_TRACKS)
+    ds = ds.map(lambda s, r: _crops(s, r, manifest["dtype"], crop_frames, crops_per_track),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.map(lambda x, y: (tf.ensure_shape(x, static), y))
     # Crops of one track arrive together: the crop-level shuffle buffer spreads them across batches.
-    ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed)
+    ds = ds.unbatch().shuffle(shuffle_buffer, seed=seeds.stream_seed(seed, seeds.SHUFFLE_CROPS))
     if label_balancing:
         counts = [manifest["splits"][split]["tag_counts"][t] for t in manifest["tags"]]
         ds = ds.map(lambda x, y: (x, augment.rarest_tag(y, counts)), num_parallel_calls=AUTOTUNE)
@@ -72,12 +79,17 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     if frames:  # a known epoch length gives Keras a progress total and no "ran out of data" warnings
         steps = crops_per_epoch(frames, crop_frames, crops_per_track) // batch_size
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
-    ds = ds.map(lambda x, y: _augment_batch(x, y, spec_augment, mixup_alpha, seed),
+    ds = seeds.with_seeds(ds, seed, seeds.STREAM_BATCHES)
+    transforms = recipe_augment.build(crop_transforms)
+    ds = ds.map(lambda s, x, y: _augment_batch(x, y, spec_augment, mixup_alpha, s, transforms),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
 
 
-def _augment_batch(x, y, spec_augment, mixup_alpha, seed):
+def _augment_batch(x, y, spec_augment, mixup_alpha, seed, transforms=()):
+    """Recipe transforms, SpecAugment, then mixup on one batch; `seed` is the batch's stateless seed (each
+    folds its own purpose)."""
+    x, y = recipe_augment.apply(x, y, seed, transforms)
     if spec_augment:
         x = augment.spec_augment(x, seed=seed, **(spec_augment if isinstance(spec_augment, dict) else {}))
     if mixup_alpha:

@@ -14,7 +14,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfmood.data.augment import sample_beta
+from tfmood.data import seeds
+from tfmood.data.augment import permutation, sample_beta
 from tfmood.registry import Registry
 
 LOSSES = Registry("loss function")
@@ -89,21 +90,29 @@ def mixup_mixed_losses(x, y, alpha: float, seed=None):
     `x := lam x + (1 - lam) x[perm]`. Returns `(x, packed [y | y[perm] | lam])` for a `MixedLoss`.
 
     max(lam, 1 - lam) keeps each mix dominated by its own example, so `y` stays the main target.
+    `seed`: a `[2]` stateless seed (one per batch, as `mixed_loss_batches` passes), an int, or None (fresh).
     """
     if not alpha > 0:
         raise ValueError(f"`alpha` must be > 0 for mixup. Received: {alpha!r}")
     batch = tf.shape(x)[0]
+    seed = seeds.resolve(seed)
     lam = sample_beta([batch], alpha, seed)
     lam = tf.maximum(lam, 1.0 - lam)
-    perm = tf.random.shuffle(tf.range(batch), seed=seed)
+    perm = permutation(batch, seed)
     lx = tf.cast(tf.reshape(lam, [-1] + [1] * (len(x.shape) - 1)), x.dtype)
     return lx * x + (1 - lx) * tf.gather(x, perm), pack(y, tf.gather(y, perm), lam)
 
 
 def mixed_loss_batches(ds: tf.data.Dataset, alpha: float, seed=None) -> tf.data.Dataset:
-    """Apply `mixup_mixed_losses` to every `(x, y)` batch of `ds` (after the pipeline's own augmentation)."""
-    return ds.map(lambda x, y: mixup_mixed_losses(x, y, alpha, seed),
-                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    """Apply `mixup_mixed_losses` to every `(x, y)` batch of `ds` (after the pipeline's own augmentation).
+
+    `seed` is the run's int seed (or None): each batch gets its own stateless seed from a stream that is
+    fresh at every epoch (`tfmood.data.seeds`), so lambdas and partners never repeat across batches or epochs.
+    """
+    # Zipping onto the endless seed stream keeps `ds`'s length (and Keras' known epoch size).
+    ds = seeds.with_seeds(ds, seed, seeds.STREAM_MIXED_LOSS)
+    ds = ds.map(lambda s, x, y: mixup_mixed_losses(x, y, alpha, s), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 @keras.saving.register_keras_serializable(package="tfmood")
