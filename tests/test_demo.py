@@ -43,3 +43,49 @@ def test_demo_run_learns(tmp_path):
     chance = np.mean([n / val["tracks"] for n in val["tag_counts"].values()])  # PR-AUC of random scores
     assert chance <= 0.2
     assert summary["validation"]["PR-AUC-macro"] >= 0.5
+
+
+# Two real processes start on a fresh folder at the same moment (the two workers of a multi-worker job).
+_CONCURRENT_START = """
+import sys, time
+from tfmood.data import demo
+demo.VARIANTS[demo.BANDS] = ("demo", "demo-source", "mel", {"train": 56, "validation": 56, "test": 56})
+demo.generate_original = demo.generate
+def slow_generate(*args, **kwargs):  # widen the window in which the other process starts
+    time.sleep(2)
+    return demo.generate_original(*args, **kwargs, frame_range=(30, 50))
+demo.generate = slow_generate
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.01)
+print("RECORDS", demo.ensure_demo_records(sys.argv[1], show_progress=False), flush=True)
+"""
+
+
+@pytest.mark.slow  # two TensorFlow start-ups and a generation: ~1-2 min on a busy 2-core machine
+def test_concurrent_first_use_generates_once_and_both_processes_get_the_records(tmp_path):
+    import time
+
+    start = str(time.time() + 8)  # both processes have imported TensorFlow by then
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_START, str(tmp_path), start],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
+    assert all(f"RECORDS {tmp_path / 'demo'}" in out for out in outputs), "\n".join(outputs)
+    assert sum("Generating the built-in demo dataset" in out for out in outputs) == 1  # one generator
+    assert sum("Waiting for" in out for out in outputs) == 1  # the other one waited for it
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    assert manifest["demo_version"] == demo.DEMO_VERSION and manifest["splits"]["train"]["tracks"] == 56
+    assert not list(tmp_path.rglob("*.tmp*"))  # no temp file left behind
+
+
+def test_generation_waits_at_most_the_timeout_for_a_live_holder(tmp_path):
+    import fcntl
+
+    lock = tmp_path / ".demo.lock"
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("otherhost pid 1\n")
+        held.flush()
+        with pytest.raises(TimeoutError, match="otherhost pid 1"):
+            with demo._generation_lock(str(lock), timeout_s=1.0):
+                pass

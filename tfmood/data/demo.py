@@ -10,7 +10,11 @@ tags (like the real ~1.8) with a skewed tag frequency; every tag occurs in every
 overlap, so multi-tag tracks are genuinely ambiguous, as in real data.
 """
 
+import contextlib
 import os
+import socket
+import time
+import uuid
 
 import numpy as np
 
@@ -90,9 +94,54 @@ def generate(root: str, seed: int = 0, sizes: dict = None, frame_range: tuple = 
 
 def _save_npy(path, array):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.npy"
+    tmp = f"{path}.{_unique_suffix()}.tmp.npy"  # never another writer's temp file, even on another host
     np.save(tmp, array)
     os.replace(tmp, path)
+
+
+def _unique_suffix() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+# How long a process waits for another one (a second worker of the same job, on this host or another host
+# sharing the folder) that is generating the demo dataset. Generation takes about a minute on 2 cores.
+GENERATION_TIMEOUT_S = 1800
+
+
+@contextlib.contextmanager
+def _generation_lock(path: str, timeout_s: float):
+    """Hold an exclusive `flock` on `path`, waiting at most `timeout_s` for the current holder.
+
+    flock, not a lock file created with O_EXCL: the kernel releases it when its holder dies (even by
+    SIGKILL), so a crashed generator never blocks the next start; Linux NFS clients map it onto NFS byte-range
+    locks, so it also excludes processes on other hosts that share the folder.
+    """
+    import fcntl
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as f:
+        deadline, told = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"Waited {timeout_s:.0f} s for the demo dataset that {holder} is generating (lock {path}). "
+                        "Stop that process, or delete its output folder and the lock file, then re-run.") from None
+                if not told:
+                    print(f"Waiting for {holder}, which is generating the demo dataset (lock {path}) ...",
+                          flush=True)
+                    told = True
+                time.sleep(0.5)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
+        f.flush()
+        yield  # closing the file releases the lock
 
 
 # Band count -> (records folder, source folder, feature kind, split sizes). The 16-band variant is shaped like
@@ -108,16 +157,27 @@ def ensure_demo_records(records_root: str = "records", show_progress: bool = Tru
         raise ValueError(f"`bands` must be one of {sorted(VARIANTS)} for the demo dataset. Received: {bands!r}")
     folder, source, kind, sizes = VARIANTS[bands]
     out = os.path.join(records_root, folder)
+    if _is_complete(out):  # the completion marker: a manifest of this demo version, written last
+        return out
+    # Several processes may start at once (the workers of a multi-worker job, maybe on several hosts sharing
+    # this folder): one generates, the others wait for it and then find the finished dataset.
+    with _generation_lock(os.path.join(records_root, f".{folder}.lock"), GENERATION_TIMEOUT_S):
+        if not _is_complete(out):
+            _generate_and_convert(out, os.path.join(records_root, source), kind, sizes, bands, show_progress)
+    return out
+
+
+def _is_complete(out: str) -> bool:
     try:
-        if convert.read_manifest(out).get("demo_version") == DEMO_VERSION:
-            return out
-    except FileNotFoundError:
-        pass
-    raw = os.path.join(records_root, source)
+        return convert.read_manifest(out).get("demo_version") == DEMO_VERSION
+    except (FileNotFoundError, convert.UnfinishedConversion):  # an interrupted first use: generate again
+        return False
+
+
+def _generate_and_convert(out, raw, kind, sizes, bands, show_progress):
     print(f"Generating the built-in demo dataset in {raw} (first use only) ...")
     splits = generate(raw, sizes=sizes, bands=bands)
     options = convert.Options(features_root=os.path.join(raw, "features"), out_dir=out, kind=kind, bands=bands)
     manifest = convert.run(splits, options, num_shards=4, workers=1, show_progress=show_progress)
     manifest["demo_version"] = DEMO_VERSION
     convert.write_json_atomic(os.path.join(out, convert.MANIFEST), manifest)
-    return out
