@@ -46,6 +46,23 @@ def worker_dir(strategy: tf.distribute.Strategy, run_dir: str) -> str:
     return os.path.join(run_dir, "workers", f"{resolver.task_type}-{resolver.task_id}")
 
 
+def local_predictor(model):
+    """What to give `pipeline.predict_tracks` for `model` during training: the model itself, except under
+    MultiWorkerMirroredStrategy, where a local forward pass is returned.
+
+    There, `predict_on_batch` hands the whole batch to each worker's replica and then *gathers* every
+    worker's outputs (Keras concatenates them across the cluster), so n tracks came back as 2n rows.
+    Validation is not split across workers: each worker scores every track with its own (identical)
+    copy of the weights, with no collective, so a worker never waits on its peer during validation and
+    all workers see the same figures (they feed the same checkpoint, schedule and early-stopping
+    decisions, which must agree to keep the workers in step).
+    """
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda x: forward(tf.convert_to_tensor(x))
+
+
 def configure_precision(mixed=None) -> str:
     """Set Keras' global dtype policy: `mixed_float16` when `mixed` (None: when a GPU is present).
 
@@ -75,12 +92,21 @@ def prepare_fit(model, dataset):
       element spec instead (shapes and dtypes are all the build needs);
     - each step averages the scalar logs with `reduce(..., axis=0)`, invalid on scalars: average them
       across replicas with `axis=None` instead (MultiWorkerMirrored strategies only).
+
+    Batch normalization is synchronized across the workers (`synchronized=True`, Keras' all-reduce of the
+    batch sums): otherwise each worker normalizes with the statistics of its own share of the batch and
+    keeps moving statistics of its own, so the workers' inference models differ from each other (their
+    validation figures, which drive checkpointing and early stopping, disagree) and from a one-process run
+    with the same global batch. Synchronized, a step equals the one-process step up to float rounding.
     """
     if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return dataset
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)
+    from tfmood.training.swa import batch_norm_layers  # the one BN-layer finder (nested models included)
+    for layer in batch_norm_layers(model):
+        layer.synchronized = True  # read at call time: the train function is traced after this
 
     def build(iterator=None, data_batch=None):
         with model.distribute_strategy.scope():

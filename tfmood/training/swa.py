@@ -239,8 +239,9 @@ class SWA(keras.callbacks.Callback):
     def score(self) -> dict:
         from tfmood.data import pipeline
         from tfmood.training.callbacks import track_metrics
+        from tfmood.training.strategy import local_predictor
 
-        _, scores, labels = pipeline.predict_tracks(self.model, **self.evaluation)
+        _, scores, labels = pipeline.predict_tracks(local_predictor(self.model), **self.evaluation)
         self.last = (labels, scores)
         return track_metrics(labels, scores, prefix="val_swa_")
 
