@@ -21,10 +21,18 @@ def random_crop(features, crop_frames: int, count, seed=None):
     """
     features = tile_to_length(features, crop_frames)
     frames = tf.shape(features)[1]
-    span = tf.cast(frames - crop_frames + 1, tf.float32) / tf.cast(count, tf.float32)
     u = tf.random.stateless_uniform([count], seeds.derive(seed, seeds.CROP))
-    starts = tf.cast((tf.range(count, dtype=tf.float32) + u) * span, tf.int32)
-    return crops_at(features, tf.minimum(starts, frames - crop_frames), crop_frames)
+    return crops_at(features, stratified_starts(frames, crop_frames, tf.range(count), count, u), crop_frames)
+
+
+def stratified_starts(frames, crop_frames: int, k, count, u):
+    """Start of crop `k` of `count` in a track of `frames` (after tiling): uniform inside the k-th of `count`
+    equal spans of the valid starts, from `u` ~ U[0, 1). Elementwise; shared by `random_crop` and the
+    training plan (`pipeline.train_dataset`), so both sample offsets by one rule."""
+    room = frames - crop_frames + 1
+    span = tf.cast(room, tf.float32) / tf.cast(count, tf.float32)
+    starts = tf.cast((tf.cast(k, tf.float32) + u) * span, tf.int32)
+    return tf.minimum(starts, room - 1)
 
 
 def crops_at(features, starts, crop_frames: int):

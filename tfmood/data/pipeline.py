@@ -1,16 +1,17 @@
 """tf.data pipelines over converted records: training crops and whole-track evaluation.
 
-Training reads whole tracks but takes *several* crops from each one it reads (one per `crop_frames` of
-audio by default, at stratified random offsets), so every stored byte feeds a crop: read amplification
-stays near 1x instead of the ~10x of "read a 4-minute track, keep 20 seconds". Augmentation runs on whole
-batches. Evaluation never shuffles and never drops a track, and yields tracks in split-TSV order.
+Training reads crops from a random-access frame store derived from the records (`framestore`): a crop
+reads its own bytes only, in both samplings (one crop per track per epoch, as the recipes, or one per
+`crop_frames` of audio), where a whole-track record would be read and parsed to keep a tenth of it.
+Augmentation runs on whole batches. Evaluation reads the whole-track records: it never shuffles, never drops
+a track, and yields tracks in split-TSV order.
 """
 
 
 import numpy as np
 import tensorflow as tf
 
-from tfmood.data import augment, recipe_augment, schema, seeds
+from tfmood.data import augment, framestore, recipe_augment, schema, seeds
 from tfmood.data.convert import read_manifest, shard_paths
 from tfmood.protocol import Protocol
 
@@ -30,59 +31,61 @@ def crops_per_epoch(track_frames, crop_frames, crops_per_track=None) -> int:
     return sum(max(1, (f + crop_frames // 2) // crop_frames) for f in track_frames)
 
 
-def _crops(seed, record, dtype, crop_frames, crops_per_track):
-    """One parsed track -> (`[k, bands, crop]` crops, `[k, 56]` labels); `seed`: this track's stateless seed."""
-    track = schema.parse(record, dtype)
-    frames = tf.shape(track["features"])[1]
-    if crops_per_track:
-        count = tf.constant(crops_per_track)
-    else:  # one crop per crop_frames of audio: each byte read is used about once
-        count = tf.maximum(1, (frames + crop_frames // 2) // crop_frames)
-    x = augment.random_crop(track["features"], crop_frames, count, seed)
-    return x, tf.repeat(track["labels"][None], count, axis=0)
-
-
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
-                  shuffle_buffer=1024, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
+                  shuffle_buffer=None, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
                   seed=None, deterministic=False, crop_transforms=()):
     """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training.
+
+    Crops come from the split's frame store (`tfmood.data.framestore`, built from the records on first use).
+    At each epoch TF draws the epoch's *plan* from a fresh epoch seed with stateless ops: which crops (one per
+    `crop_frames` of audio at stratified offsets, or `crops_per_track` per track), at which offsets, in which
+    order (a full permutation of the epoch's crops, so `shuffle_buffer` is unused, kept for callers). One
+    `numpy_function` per batch then reads exactly those crops (read amplification ~1x, no per-crop Python in
+    the graph), and the batch is augmented with its own seed, derived from the epoch seed: the same `seed` gives
+    the same epochs run to run, and every epoch draws anew.
 
     `crop_transforms`: recipe transforms (`tfmood.data.recipe_augment` specs) run on each batch before SpecAugment.
     """
     if crop_frames < 1:
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")
     manifest = read_manifest(records_dir)
-    shards = list_shards(records_dir, split)
-    files = tf.data.Dataset.from_tensor_slices(shards)
-    files = files.shuffle(len(shards), seed=seeds.stream_seed(seed, seeds.SHUFFLE_SHARDS))
-    # Read several shards at once so consecutive tracks come from all over the dataset.
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(shards)),
-                          num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
-    # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
-    static = [None, int(manifest["bands"]), crop_frames]
-    # Every track and every batch gets its own seed, from streams that restart differently at each epoch
-    # (Keras re-iterates the dataset per epoch): fresh draws, reproducible from `seed` (tfmood.data.seeds).
-    ds = seeds.with_seeds(ds, seed, seeds.STREAM_TRACKS)
-    ds = ds.map(lambda s, r: _crops(s, r, manifest["dtype"], crop_frames, crops_per_track),
-                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.map(lambda x, y: (tf.ensure_shape(x, static), y))
-    # Crops of one track arrive together: the crop-level shuffle buffer spreads them across batches.
-    ds = ds.unbatch().shuffle(shuffle_buffer, seed=seeds.stream_seed(seed, seeds.SHUFFLE_CROPS))
-    if label_balancing:
-        counts = [manifest["splits"][split]["tag_counts"][t] for t in manifest["tags"]]
-        ds = ds.map(lambda x, y: (x, augment.rarest_tag(y, counts)), num_parallel_calls=AUTOTUNE)
-    # Full batches only: every replica step sees the same global batch size. Copying crops into a batch is
-    # a large share of the pipeline's work: parallel batching measured +41% crops/s (BENCHMARKS.md).
-    ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    frames = manifest["splits"][split].get("track_frames")
-    if frames:  # a known epoch length gives Keras a progress total and no "ran out of data" warnings
-        steps = crops_per_epoch(frames, crop_frames, crops_per_track) // batch_size
-        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
-    ds = seeds.with_seeds(ds, seed, seeds.STREAM_BATCHES)
+    store = framestore.ensure(records_dir, split)
+    counts = (np.full(len(store), int(crops_per_track)) if crops_per_track
+              else np.maximum(1, (store.frames + crop_frames // 2) // crop_frames))  # = crops_per_epoch
+    total = int(counts.sum())
+    steps = total // batch_size  # full batches only: every replica step sees the same global batch size
+    track = tf.constant(np.repeat(np.arange(len(store)), counts), tf.int32)
+    k = tf.constant(np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts), tf.int32)
+    count = tf.constant(np.repeat(counts, counts), tf.int32)
+    room = tf.constant(np.repeat(store.effective_frames(crop_frames), counts), tf.int32)
+
+    def plan(epoch_seed):
+        u = tf.random.stateless_uniform([total], seeds.derive(epoch_seed, seeds.CROP))
+        starts = augment.stratified_starts(room, crop_frames, k, count, u)
+        order = tf.random.experimental.stateless_shuffle(tf.range(total), seeds.derive(epoch_seed, seeds.PLAN_ORDER))
+        order = tf.reshape(order[: steps * batch_size], [steps, batch_size])
+        batch_seeds = tf.random.experimental.stateless_split(seeds.derive(epoch_seed, seeds.PLAN_BATCHES), steps)
+        return tf.data.Dataset.from_tensor_slices((batch_seeds, tf.gather(track, order), tf.gather(starts, order)))
+
+    # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
+    ds = seeds.stream(seed, seeds.STREAM_PLAN).take(1).flat_map(plan)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))  # a progress total for Keras
+    labels = tf.constant(store.labels)
+    tag_counts = [manifest["splits"][split]["tag_counts"][t] for t in manifest["tags"]]
     transforms = recipe_augment.build(crop_transforms)
-    ds = ds.map(lambda s, x, y: _augment_batch(x, y, spec_augment, mixup_alpha, s, transforms),
-                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dtype, bands = tf.as_dtype(manifest["dtype"]), store.bands
+
+    def load(batch_seed, tracks, starts):
+        x = tf.numpy_function(lambda t, s: store.crops(t, s, crop_frames), [tracks, starts], dtype, stateful=False)
+        # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
+        # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
+        x = tf.transpose(tf.cast(tf.ensure_shape(x, [batch_size, crop_frames, bands]), tf.float32), [0, 2, 1])
+        y = tf.gather(labels, tracks)
+        if label_balancing:
+            y = augment.rarest_tag(y, tag_counts)
+        return _augment_batch(x, y, spec_augment, mixup_alpha, batch_seed, transforms)
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
 
 

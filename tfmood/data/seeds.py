@@ -18,6 +18,7 @@ import tensorflow as tf
 # (1-99 here; other modules take their own ranges, e.g. recipe_augment 100+).
 CROP, SPEC_FREQ_WIDTH, SPEC_FREQ_START, SPEC_TIME_WIDTH, SPEC_TIME_START, SPEC_APPLY = range(1, 7)
 MIX_GAMMA_A, MIX_GAMMA_B, MIX_PERM = range(7, 10)
+PLAN_ORDER, PLAN_BATCHES = range(10, 12)
 # Streams: one per place in the pipeline that zips seeds on (each gets its own `Dataset.random` seed).
 STREAM_TRACKS, STREAM_BATCHES, STREAM_MIXED_LOSS, STREAM_PLAN = range(1, 5)
 # Shuffles (`Dataset.shuffle` reshuffles at each iteration by itself): distinct seeds, not the run's seed twice.
