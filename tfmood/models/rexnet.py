@@ -8,10 +8,13 @@ here): 3x3 s2 stem to 32 channels (BN, SiLU); 16 LinearBottlenecks (layers [1,2,
 + BN -> SE 1/12 with BN (from the 4th block on) -> ReLU6 -> 1x1 project + BN, with the input added to the first
 in-channels outputs when stride is 1; 1x1 conv to 1280 + BN + SiLU. Parameter count checked against timm in
 docs/models.md (`imagenet_classes=1000` builds the bare ImageNet classifier for that).
-Differs from the seed: no ImageNet weights (timm's are PyTorch; porting them is future work); the seed's logits
-+ sigmoid are one sigmoid dense layer; `width_mult` / `depth_mult` < 1 follow timm's rules (small test models).
+Head dropout 0.2 = timm's `rexnet_100` default (SELAB's `create_model` passes none). Matches timm 1.0.31 `rexnet_100`
+with ported weights (tests/test_differential_timm.py).
+Differs from the seed: ImageNet weights only through `weights=` (a file from `tools/port_timm.py rexnet_100`); the
+seed's logits + sigmoid are one sigmoid dense layer; `width_mult` / `depth_mult` < 1 follow timm's rules (small test models).
 """
 
+import functools
 import math
 
 from keras import layers
@@ -67,7 +70,7 @@ def rexnet_features(x, width_mult=1.0, depth_mult=1.0, name="rexnet"):
 
 @register("rexnet_100")
 def build_rexnet_100(input_shape=(96, None, 1), num_tags=56, width_mult=1.0, depth_mult=1.0, dropout=0.2,
-                     imagenet_classes=None):
+                     imagenet_classes=None, weights=None):
     """ReXNet-1.0 rebuilt from timm's spec with the 1->3 channel stem; SELAB-HCMUS 2021 co-teaching."""
-    return timm_style_tagger("rexnet_100", rexnet_features, input_shape, num_tags, width_mult, depth_mult, dropout,
-                             imagenet_classes)
+    features = functools.partial(rexnet_features, width_mult=width_mult, depth_mult=depth_mult)
+    return timm_style_tagger("rexnet_100", features, input_shape, num_tags, dropout, imagenet_classes, weights)
