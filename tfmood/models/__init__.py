@@ -22,7 +22,9 @@ BN_MOMENTUM = 0.9
 def build(name: str, input_shape=(96, None, 1), num_tags: int = 56, bn_momentum: float = BN_MOMENTUM, **options):
     """Build the registered model `name`; unknown names raise `LookupError` listing the known ones.
 
-    `bn_momentum` is applied to every BatchNormalization layer (None keeps each model's own).
+    `bn_momentum` is applied to every BatchNormalization layer (None keeps each model's own), except layers a
+    builder marked `fixed_momentum` because its source's value differs (e.g. `efficientnet_b0`'s
+    `backbone_bn_momentum=0.99`, efficientnet_pytorch's 0.01 in PyTorch terms).
     """
     model = MODELS.get(name)(input_shape=tuple(input_shape), num_tags=num_tags, **options)
     if bn_momentum is not None:
@@ -31,11 +33,12 @@ def build(name: str, input_shape=(96, None, 1), num_tags: int = 56, bn_momentum:
 
 
 def set_bn_momentum(model, momentum: float) -> int:
-    """Set the moving-statistics momentum of every BatchNormalization layer, nested ones included."""
+    """Set the moving-statistics momentum of every BatchNormalization layer, nested ones included, except those
+    marked `fixed_momentum`."""
     import keras
 
     layers = [l for l in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(l, keras.layers.BatchNormalization)]
+              if isinstance(l, keras.layers.BatchNormalization) and not getattr(l, "fixed_momentum", False)]
     for layer in layers:
         layer.momentum = momentum
     return len(layers)
