@@ -63,7 +63,7 @@ SETTINGS = (
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="efficientnet_b0", model_options=dict(imagenet=True), peer="rexnet_100",
+    cfg = TrainConfig(model="efficientnet_b0", model_options=dict(source="timm"), peer="rexnet_100",
                       peer_options={}, forget_rate=0.05, forget_epochs=0, data=MTG_MEL, name=NAME,
                       crop_frames=CROP, crops_per_track=1, eval_segments=16,
                       spec_augment=dict(probability=0.5, time_masks=3, freq_masks=3, max_time_fraction=0.2,
