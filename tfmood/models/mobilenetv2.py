@@ -6,7 +6,8 @@ with `include_top=False`; the seeds' learned 1->3 channel stem replaces RGB inpu
 pooled sigmoid head gives the 56 tag scores. Differs from the seeds: ImageNet weights are opt-in
 (`imagenet=True`) instead of always loaded; `alpha` < 1 gives the narrow variants used in tests;
 `duplicate_bands` stacks copies of the input along frequency, as HCMUS's `np.tile(features, (2, 1))` does for
-16-band WaveNet features (keras.applications' MobileNetV2 refuses inputs under 32 rows).
+16-band WaveNet features (keras.applications' MobileNetV2 refuses inputs under 32 rows). Head `dropout` defaults
+to 0; AMLAG 2019 submission 1 has 0.2 before its linear layer (`dropout=0.2`; no tfmood recipe runs submission 1).
 """
 
 import keras
