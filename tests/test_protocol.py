@@ -4,13 +4,14 @@ Real-ish audio (tone chords with envelopes, one clip longer than a crop, one sho
 - `python -m tfmood.predict --json` in a subprocess,
 - the REST server on 127.0.0.1: `serving_default` with the clip's log-mel, `serve_waveform` with its samples,
 - `python -m tfmood.evaluate --model` on records converted from the same audio by the project's converter
-  (`tools/convert.py --features audio`),
+  (`tools/convert.py --features audio`, its main() in-process),
 - training validation's scorer (`pipeline.predict_tracks`, what TrackEvaluation calls) with the Keras model,
 and every answer must agree to 1e-4. A tiny protocol (crops of 64 frames, 3 segments) keeps it fast.
 """
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 import urllib.request
@@ -64,9 +65,11 @@ def world(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = models.build("vggish", channels=(4, 4, 4, 4, 4))
     export_model(model, "tiny", base_dir=str(root / "saved_models"), protocol=PROTOCOL, warmup=False)
-    subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert.py"), "--splits", str(root / "splits"),
-                    "--features", "audio", "--features-root", str(root / "audio"), "--out", str(root / "records"),
-                    "--num-shards", "1", "--workers", "1"], check=True, cwd=REPO)
+    # The project's converter CLI (in this process: one worker converts in-process, no second TF start-up).
+    convert_cli = runpy.run_path(os.path.join(REPO, "tools", "convert.py"), run_name="convert_cli")
+    assert convert_cli["main"](["--splits", str(root / "splits"), "--features", "audio", "--features-root",
+                                str(root / "audio"), "--out", str(root / "records"), "--num-shards", "1",
+                                "--workers", "1"]) == 0
     return root, model, tracks
 
 
