@@ -20,8 +20,7 @@ import argparse
 import os
 import sys
 
-from tfmood.data import convert
-from tfmood.data.features import DEFAULT_BANDS, FEATURE_KINDS
+from tfmood.data.features import DEFAULT_BANDS, FEATURE_KINDS  # numpy only: argument errors come before TF loads
 
 
 def _split_tsv(value):
@@ -61,6 +60,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from tfmood.data import convert
+
     options = convert.Options(features_root=args.features_root, out_dir=args.out, kind=args.features,
                               bands=args.bands or DEFAULT_BANDS[args.features], dtype=args.dtype,
                               skip_bad=args.skip_bad)
