@@ -13,8 +13,7 @@ unless --host says otherwise. See docs/serving.md for the routes, real TF Servin
 import argparse
 import logging
 
-from tfmood.serving.config import read_models_config
-from tfmood.serving.repository import LOAD_RETRY_SECONDS, Repository
+from tfmood.serving.config import LOAD_RETRY_SECONDS, read_models_config
 from tfmood.serving.server import Limits, ModelServer
 
 
@@ -25,8 +24,11 @@ def build_server(args):
     limits = Limits(max_request_bytes=args.max_request_bytes, max_request_elements=args.max_request_elements,
                     max_concurrent_requests=args.max_concurrent_requests, max_connections=args.max_connections,
                     idle_timeout_seconds=args.idle_timeout_seconds)
-    if args.model_config_file:
-        repository = Repository(read_models_config(args.model_config_file), args.load_retry_seconds)
+    configs = read_models_config(args.model_config_file) if args.model_config_file else None
+    from tfmood.serving.repository import Repository  # TensorFlow: only once the arguments are known good
+
+    if configs:
+        repository = Repository(configs, args.load_retry_seconds)
     else:
         repository = Repository.single(args.model_base_path, args.model_name,
                                        load_retry_seconds=args.load_retry_seconds)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 CONFIG_FILE = "models.config"
+LOAD_RETRY_SECONDS = 60.0  # TF Serving's --load_retry_interval_micros default: a failed version is retried
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,11 @@ def read_models_config(path):
         from tensorflow_serving.config import model_server_config_pb2
     except ImportError as error:
         raise ImportError("Reading a models.config needs `pip install tensorflow-serving-api`.") from error
-    message = text_format.Parse(Path(path).read_text(), model_server_config_pb2.ModelServerConfig())
+    try:
+        message = text_format.Parse(Path(path).read_text(), model_server_config_pb2.ModelServerConfig())
+    except (text_format.ParseError, UnicodeDecodeError) as error:  # a sentence naming the file and the line, not a traceback
+        raise ValueError(f"{path} is not a valid TF Serving model config (text ModelServerConfig): {error}") \
+            from None
     if not message.HasField("model_config_list"):
         raise ValueError(f"{path} has no model_config_list (the only kind the local server supports).")
     return [_model_config(entry, Path(path).resolve().parent) for entry in message.model_config_list.config]

@@ -18,14 +18,13 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tfmood.frontend import FRAME_LENGTH
-from tfmood.serving.config import ModelConfig
+from tfmood.serving.config import LOAD_RETRY_SECONDS, ModelConfig
 from tfmood.serving.errors import HTTP_STATUS, RestError
 
 log = logging.getLogger(__name__)
 
 # TF status code numbers -> names (the keys of HTTP_STATUS).
 _CODE_NAMES = {getattr(tf.errors, name): name for name in HTTP_STATUS if hasattr(tf.errors, name)}
-LOAD_RETRY_SECONDS = 60.0  # TF Serving's --load_retry_interval_micros default: a failed version is retried
 TFMOOD_ASSET = "assets/tfmood.json"  # marks a tfmood export, whose inputs have the minimum lengths below
 # The shortest input along time a tfmood signature scores, by input name: one frame of log-mel, and for raw
 # audio one whole 512-sample analysis window (43 ms at 12 kHz); fewer samples are mostly the frontend's zero
