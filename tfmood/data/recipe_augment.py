@@ -102,9 +102,10 @@ def crop_boxes(shape, seed, scale, ratio, attempts=10):
 def _axis_weights(start, size, out_size):
     """Half-pixel bilinear sampling of `out_size` points over `[start, start + size)` for each example:
     (lower index, upper index, upper weight), each `[batch, out_size]`."""
-    scale = tf.cast(size, tf.float32) / tf.cast(out_size, tf.float32)
-    pos = (tf.cast(tf.range(out_size), tf.float32)[None, :] + 0.5) * scale[:, None] - 0.5
-    pos = tf.clip_by_value(pos, 0.0, tf.cast(size - 1, tf.float32)[:, None])
+    # float64 positions: in float32 the interpolation weights of a 4096-wide axis drift by ~1e-5
+    scale = tf.cast(size, tf.float64) / tf.cast(out_size, tf.float64)
+    pos = (tf.cast(tf.range(out_size), tf.float64)[None, :] + 0.5) * scale[:, None] - 0.5
+    pos = tf.clip_by_value(pos, 0.0, tf.cast(size - 1, tf.float64)[:, None])
     low = tf.floor(pos)
     frac = pos - low
     low = tf.cast(low, tf.int32)
