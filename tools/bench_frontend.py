@@ -14,6 +14,7 @@ import argparse
 import os
 import tempfile
 import time
+import tfmood  # noqa: F401  (before TensorFlow: drops its benign start-up lines, tfmood/_quiet.py)
 
 import numpy as np
 

@@ -13,6 +13,7 @@ Prints a markdown table for BENCHMARKS.md (`## Models`); a model that fails is r
 import argparse
 import sys
 import time
+import tfmood  # noqa: F401  (before TensorFlow: drops its benign start-up lines, tfmood/_quiet.py)
 
 import keras
 import numpy as np

@@ -15,6 +15,7 @@ import os
 import statistics
 import sys
 import time
+import tfmood  # noqa: F401  (before TensorFlow: drops its benign start-up lines, tfmood/_quiet.py)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -8,6 +8,7 @@ Usage:
 
 import argparse
 import time
+import tfmood  # noqa: F401  (before TensorFlow: drops its benign start-up lines, tfmood/_quiet.py)
 
 import numpy as np
 
