@@ -5,7 +5,8 @@
         [--thresholds ../shared/jamendo/results/baseline_vggish_thresholds.txt]
 
 The weights come from MTG/mtg-jamendo-dataset (scripts/baseline/models/best_model.pth, Apache-2.0). They are
-read without executing pickled code (tfmood's restricted, bounds-checked reader; never torch.load) and copied onto `tfmood.models.build("vggish")`. The export is tfmood.export.export_model:
+read without executing pickled code (tfmood's restricted, bounds-checked reader; never torch.load) and copied
+onto `tfmood.models.build("vggish")`. The export is tfmood.export.export_model:
 saved_models/NAME/<version>/ with `serving_default` (mel) and `serve_waveform` signatures.
 
 --thresholds: MTG ships per-tag thresholds (`mood/theme---tag<TAB>value`), but they were fitted on the *test*

@@ -233,6 +233,15 @@ def timm_model(name: str, checkpoint: str = None, pretrained: bool = False):
     return net.eval()
 
 
+def _require_safe_weights_only(torch, path):
+    """torch < 2.6's `weights_only=True` can still run code from a crafted file (CVE-2025-32434): refuse it."""
+    major, minor = (int(x) for x in str(torch.__version__).split(".")[:2])
+    if (major, minor) < (2, 6):
+        raise RuntimeError(f"torch {torch.__version__} cannot read {path!r} safely: its torch.load(weights_only=True) "
+                           "can run code from the file (CVE-2025-32434). Install torch >= 2.6, or use the "
+                           ".safetensors checkpoint.")
+
+
 def read_checkpoint(path: str) -> dict:
     """A state dict from a timm checkpoint (`.safetensors`, or a `.pth`/`.pth.tar` read with `weights_only=True`,
     so no pickled code runs); unwraps timm's training checkpoints (`state_dict`, `state_dict_ema`) and `module.`."""
@@ -242,6 +251,7 @@ def read_checkpoint(path: str) -> dict:
         from safetensors.torch import load_file
         state = load_file(path)
     else:
+        _require_safe_weights_only(torch, path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickle / zip errors: not a checkpoint
