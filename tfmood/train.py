@@ -92,10 +92,11 @@ def add_method_args(p):
     p.add_argument("--loss", help="bce (default), focal or weighted_focal (SELAB-HCMUS)")
     p.add_argument("--mixup-mode", choices=("targets", "losses"),
                    help="targets: mix labels (default); losses: CP-JKU's mixed losses (needs --mixup-alpha)")
-    p.add_argument("--schedule", help="plateau (default: x0.1 after 5 epochs without gain), cpjku or cosine")
+    p.add_argument("--schedule", help="plateau (default: x0.1 after 5 epochs without gain), cpjku, cosine or staged "
+                                      "(Adam, then reload best + SGD; with --optimizer adam_sgd)")
     p.add_argument("--schedule-option", action="append", default=[], metavar="KEY=VALUE",
                    help="schedule option, e.g. decay_start=50 decay_end=250 for cpjku (repeatable)")
-    p.add_argument("--optimizer", help="adam (default), adamw or sgd (Nesterov, momentum .9)")
+    p.add_argument("--optimizer", help="adam (default), adamw, sgd (Nesterov, momentum .9) or adam_sgd (staged)")
     p.add_argument("--weight-decay", type=float, help="decoupled weight decay (default: adamw 1e-2, others 0)")
     p.add_argument("--amsgrad", action="store_true", default=None, help="AMSGrad variant of adam/adamw")
     p.add_argument("--peer", help="co-teaching: train MODEL and this peer model together (SELAB-HCMUS 2021)")
@@ -103,6 +104,13 @@ def add_method_args(p):
                    help="peer builder option (default: the --model-option values if the peer is the same model)")
     p.add_argument("--forget-rate", type=float, help="co-teaching: fraction of each batch left out (default .05)")
     p.add_argument("--forget-epochs", type=int, help="co-teaching: epochs to ramp 0 -> forget rate (default 10)")
+    p.add_argument("--monitor", help="model selection figure (best.keras, early stopping, plateau): "
+                                     "val_PR-AUC-macro (default), val_ROC-AUC-macro, val_loss, val_att_ROC-AUC-macro ...")
+    p.add_argument("--standardize", choices=("bands",),
+                   help="bands: per-band (x - mean) / std from the training split (CP-JKU), cached beside the manifest")
+    p.add_argument("--crop-transform", dest="crop_transforms", action="append", metavar="JSON",
+                   type=_json_object, help='a recipe crop transform, e.g. \'{"name": "time_roll", "max_shift": 50}\' '
+                                           "(repeatable; tfmood.data.recipe_augment)")
 
 
 def options(items) -> dict:
@@ -138,9 +146,13 @@ def base_config(args, values: dict) -> TrainConfig:
 
 
 def list_recipes():
+    """Every recipe with its published scores, then each setting and where it comes from (code, paper, both,
+    neither) and why."""
     from tfmood import recipes
     for name, line in recipes.describe().items():
         print(f"{name:32s} {line}")
+        for setting in recipes.settings(name):
+            print(f"    {setting.line()}")
     return 0
 
 
@@ -157,6 +169,16 @@ def pretrain_vqvae(args):
     print(f"final loss {history['loss'][-1]:.5f}; wrote {args.pretrain} and "
           f"{vqvae_pretrain.encoder_weights_path(args.pretrain)}")
     return 0
+
+
+def _json_object(raw):
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {raw!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as {{\"name\": \"time_roll\"}}: {raw!r}")
+    return value
 
 
 def _json_or_str(raw):

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfmood import models
-from tfmood.data import demo, pipeline
+from tfmood.data import band_stats, demo, pipeline
 from tfmood.data.convert import read_manifest
 from tfmood.evaluation.metrics import official_metrics
 from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
@@ -16,7 +16,7 @@ from tfmood.training import callbacks as cb
 from tfmood.training import init
 from tfmood.training import coteaching, losses, optimizers, schedules
 from tfmood.training import resume, swa, tensorboard
-from tfmood.training.config import TrainConfig
+from tfmood.training.config import TrainConfig, monitor_branch, monitor_mode
 from tfmood.training.strategy import configure_precision, get_strategy, is_chief, prepare_fit, worker_dir
 
 
@@ -35,8 +35,10 @@ class RunPaths:
         raise AttributeError(name)
 
 
-def build_and_compile(cfg: TrainConfig, bands: int):
+def build_and_compile(cfg: TrainConfig, bands: int, records: str = None):
     model = models.build(cfg.model, input_shape=(bands, None, 1), **cfg.model_options)
+    if cfg.standardize == "bands":  # CP-JKU: a fixed per-band (x - mean) / std from the training split
+        model = band_stats.standardize_model(model, cfg, records)
     if cfg.peer:
         model = coteaching.build_pair(cfg, model, bands)
     mixed = cfg.mixup_mode == "losses"
@@ -53,16 +55,19 @@ def build_and_compile(cfg: TrainConfig, bands: int):
 
 def make_callbacks(cfg: TrainConfig, paths: RunPaths, records: str, chief: bool):
     evaluation = cb.TrackEvaluation(records, "validation", cfg.crop_frames, cfg.eval_segments,
-                                    cfg.batch_size, paths.history if chief else None)
-    best = resume.best_so_far(paths.history, cb.MONITOR)  # a resumed run keeps its best value so far
-    checkpoint = keras.callbacks.ModelCheckpoint(paths.best, monitor=cb.MONITOR, mode="max", save_best_only=True,
+                                    cfg.batch_size, paths.history if chief else None,
+                                    branches=monitor_branch(cfg.monitor) is not None)
+    # Model selection on cfg.monitor (the source's metric); a resumed run keeps its best value so far.
+    mode = monitor_mode(cfg.monitor)
+    best = resume.best_so_far(paths.history, cfg.monitor, mode)
+    checkpoint = keras.callbacks.ModelCheckpoint(paths.best, monitor=cfg.monitor, mode=mode, save_best_only=True,
                                                  initial_value_threshold=best)
     # Order matters: TrackEvaluation writes the validation figures that the others read.
     return [evaluation,
             checkpoint,
-            *schedules.callbacks(cfg),       # cfg.schedule: plateau (ReduceLROnPlateau) by default
+            *schedules.callbacks(cfg, paths.best),  # cfg.schedule: plateau by default; staged reloads best
             *coteaching.callbacks(cfg),      # the forget-rate ramp when training a co-teaching pair
-            keras.callbacks.EarlyStopping(monitor=cb.MONITOR, mode="max", patience=cfg.early_stopping_patience),
+            keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience),
             keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0),
             keras.callbacks.BackupAndRestore(paths.backup),
             cb.EpochPrinter(cfg.epochs)]
@@ -94,11 +99,11 @@ def train(cfg: TrainConfig) -> dict:
                                       spec_augment=cfg.spec_augment,
                                       mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
                                       label_balancing=cfg.label_balancing, seed=cfg.seed,
-                                      deterministic=cfg.deterministic)
+                                      deterministic=cfg.deterministic, crop_transforms=cfg.crop_transforms)
     if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
         train_ds = losses.mixed_loss_batches(train_ds, cfg.mixup_alpha, cfg.seed)
     with strategy.scope():
-        model = build_and_compile(cfg, bands)
+        model = build_and_compile(cfg, bands, records)
         train_stats = read_manifest(records)["splits"]["train"]
         init.set_prior_bias(model, list(train_stats["tag_counts"].values()), train_stats["tracks"])
     print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
