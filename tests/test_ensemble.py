@@ -7,7 +7,8 @@ import pytest
 
 from tfmood import ensemble
 from tfmood.evaluation import average_snapshots, fit_thresholds, official_metrics, save_part, tune_weights
-from tfmood.evaluation.ensemble import check_weights, simplex_lattice
+from tfmood.evaluation.ensemble import (check_weights, cross_validate, fit_greedy, lattice_size, lattice_steps,
+                                        select, simplex_lattice)
 from tfmood.evaluation.metrics import pr_auc_macro
 from tfmood.evaluation.run import collect_part
 from tfmood.tags import NUM_TAGS
@@ -24,6 +25,19 @@ def member(gt, signal, seed):
     """Scores informative with strength `signal` (0 = pure noise)."""
     rng = np.random.default_rng(seed)
     return 1 / (1 + np.exp(-(signal * gt + rng.normal(0, 1, gt.shape))))
+
+
+def test_simplex_lattice_equals_the_filtered_product_and_scales_to_many_members():
+    import itertools
+    for count, steps in [(2, 3), (3, 4), (4, 3), (5, 2)]:
+        brute = {tuple(c) + (steps - sum(c),) for c in itertools.product(range(steps + 1), repeat=count - 1)
+                 if sum(c) <= steps}
+        grid = simplex_lattice(count, steps)
+        assert {tuple(np.rint(w * steps).astype(int)) for w in grid} == brute
+        assert len(grid) == len(brute) == lattice_size(count, steps)
+    # 24 and 50 members: the old filtered product enumerated 3^(count-1) tuples and never finished
+    assert lattice_steps(50) == 1 and np.array_equal(simplex_lattice(50, 1), np.eye(50))
+    assert lattice_steps(24) == 1 and lattice_steps(5) == 5  # C(9, 4) = 126 <= 200 < C(10, 4)
 
 
 def test_simplex_lattice_covers_the_vertices():
@@ -89,7 +103,11 @@ def test_ensemble_cli_tunes_weights_and_writes_everything(tmp_path):
     weights = np.array(summary["weights"])
     assert weights[0] > 0.7 and weights.sum() == pytest.approx(1)
     saved = json.loads((out / "ensemble.json").read_text())
-    assert saved["weights"] == summary["weights"] and saved["weights_source"].startswith("tuned")
+    assert saved["weights"] == summary["weights"] and saved["method"] in ("greedy", "simplex", "mean")
+    est = saved["estimates"]
+    assert set(est) == {"mean", "greedy", "simplex"}
+    # the informative member dominates: a fitted method must beat the uniform mean out of sample
+    assert saved["method"] != "mean" and est["mean"]["cross_validated"] < est[saved["method"]]["cross_validated"]
     val = weights[0] * val_good + weights[1] * val_noise
     assert saved["validation"]["PR-AUC-macro"] == pytest.approx(pr_auc_macro(val_gt, val))
     assert all(saved["validation"]["PR-AUC-macro"] >= m["PR-AUC-macro"] for m in saved["members"]["validation"])
@@ -120,3 +138,70 @@ def test_ensemble_cli_errors_are_clear(tmp_path, capsys):
     assert "expected 1 weight(s)" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         ensemble.main(["--run", a, "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+
+
+def correlated_members(gt, count, seed, signal=1.0, shared=0.6):
+    """`count` equally good members whose errors are partly shared (as models trained on the same data)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(0, 1, gt.shape)
+    return [1 / (1 + np.exp(-(signal * gt + shared * common + rng.normal(0, 1, gt.shape))))
+            for _ in range(count)]
+
+
+def test_greedy_selection_repeats_members_and_ignores_noise():
+    gt = labels(200, seed=40)
+    preds = [member(gt, 1.5, seed=41), member(gt, 1.0, seed=42)] + [member(gt, 0.0, seed=50 + i) for i in range(6)]
+    w = fit_greedy(np.stack(preds), gt)
+    assert w[2:].sum() < 0.2, w  # pure-noise members get (almost) nothing
+    assert w[0] > w[1] > 0 and w[0] > 0.4, w
+    # weights are selection counts / number of selections (at most max_steps = 25)
+    assert any(np.allclose(w * n, np.rint(w * n), atol=1e-9) for n in range(2, 26)), w
+
+
+def test_cross_validation_sees_the_simplex_overfit_and_auto_avoids_it():
+    """12 equally good, correlated members, 150 validation tracks: the direct simplex search fits the
+    validation noise. Its cross-validated estimate must be well below its in-sample score and closer to
+    the score on 3,000 unseen tracks; `auto` must not pick a method that does worse on those tracks
+    than the plain mean by more than noise."""
+    gaps, closer = [], []
+    for seed in range(3):
+        val_gt, test_gt = labels(150, seed=60 + seed), labels(3000, seed=70 + seed)
+        rng_seed = 80 + seed
+        val = correlated_members(val_gt, 12, rng_seed)
+        test = correlated_members(test_gt, 12, rng_seed + 1000)
+        choice = select(val, val_gt, "auto", folds=5, max_evals=120)
+        est = choice["estimates"]["simplex"]
+        w_simplex = tune_weights(val, val_gt, max_evals=120)[0]
+        true = pr_auc_macro(test_gt, average_snapshots(test, w_simplex))
+        gaps.append(est["in_sample"] - est["cross_validated"])
+        closer.append(abs(est["cross_validated"] - true) < abs(est["in_sample"] - true))
+        chosen = pr_auc_macro(test_gt, average_snapshots(test, choice["weights"]))
+        mean = pr_auc_macro(test_gt, average_snapshots(test))
+        assert chosen >= mean - 0.003, (choice["method"], chosen, mean)
+        assert choice["estimates"]["mean"]["cross_validated"] == pytest.approx(
+            choice["estimates"]["mean"]["in_sample"])  # nothing fitted: the estimate equals the score
+    assert min(gaps) > 0.005, gaps
+    assert all(closer), closer
+
+
+def test_cross_validate_is_deterministic_and_checks_folds():
+    gt = labels(60, seed=90)
+    preds = correlated_members(gt, 3, seed=91)
+    assert cross_validate("greedy", preds, gt, folds=4, seed=3) == cross_validate("greedy", preds, gt, folds=4, seed=3)
+    with pytest.raises(ValueError, match="2 <= folds <= tracks"):
+        cross_validate("mean", preds, gt, folds=1)
+    with pytest.raises(ValueError, match="unknown ensemble method 'best'"):
+        select(preds, gt, "best")
+
+
+def test_ensemble_cli_method_and_fold_errors(tmp_path, capsys):
+    val_gt, test_gt = labels(112, 41), labels(112, 42)
+    a, _, _ = make_run(tmp_path / "a", val_gt, test_gt, 1.0, seed=43)
+    b, _, _ = make_run(tmp_path / "b", val_gt, test_gt, 1.0, seed=44)
+    with pytest.raises(SystemExit):
+        ensemble.main(["--run", a, "--run", b, "--folds", "0", "--out", str(tmp_path / "o")])
+    assert "--method auto chooses by cross-validation" in capsys.readouterr().err
+    summary = ensemble.main(["--run", a, "--run", b, "--method", "mean", "--out", str(tmp_path / "m"),
+                             "--no-figure"])
+    assert summary["weights"] == [0.5, 0.5] and summary["method"] == "mean"
+    assert "mean" in capsys.readouterr().out

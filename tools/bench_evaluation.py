@@ -4,7 +4,9 @@
 
 Prints seconds per call (best of --repeats) for the official metrics, threshold fitting, a full
 `evaluate_run` with and without the figure, the fast vs sklearn PR-AUC-macro (ratio measured in the same
-run) and ensemble weight tuning for 2 and 3 members (the baseline plus noisy copies of it).
+run), ensemble weight tuning for 2 and 3 members (the baseline plus noisy copies of it), and ensemble
+selection at library sizes `--members` (default 12,24,50; one run each): every method fitted once and
+`auto` (5-fold cross-validation of mean, greedy and simplex, then the chosen one refitted).
 """
 
 import argparse
@@ -15,6 +17,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from tfmood.evaluation import evaluate_run, fit_thresholds, official_metrics, tune_weights
+from tfmood.evaluation.ensemble import select
 from tfmood.evaluation.metrics import pr_auc_macro
 from tfmood.evaluation.thresholds import decide
 
@@ -32,6 +35,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default="../shared/jamendo/results", help="folder with MTG's result files")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--members", default="12,24,50", help="ensemble library sizes to time (comma-separated)")
     args = p.parse_args(argv)
     gt = np.load(f"{args.results}/groundtruth.npy")
     pred = np.load(f"{args.results}/baseline_vggish_predictions.npy").astype(np.float64)
@@ -40,6 +44,23 @@ def main(argv=None):
     thr = fit_thresholds(gt, pred)
     with tempfile.TemporaryDirectory() as out:
         run(args.repeats, gt, pred, noisy, thr, out)
+    ensemble_scaling(gt, pred, [int(m) for m in args.members.split(",") if m])
+
+
+def ensemble_scaling(gt, pred, sizes):
+    """Seconds to choose weights for `sizes` members: noisy copies of the baseline (correlated errors)."""
+    rng = np.random.default_rng(1)
+    for count in sizes:
+        members = [np.clip(pred + rng.normal(0, 0.05, pred.shape), 0, 1) for _ in range(count)]
+        line = []
+        for method in ("mean", "greedy", "simplex"):
+            start = time.perf_counter()
+            tune_weights(members, gt, method=method)
+            line.append(f"{method} {time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+        choice = select(members, gt, "auto", folds=5)
+        line.append(f"auto (5-fold CV, chose {choice['method']}) {time.perf_counter() - start:.1f} s")
+        print(f"ensemble of {count:3d} members: " + ", ".join(line))
 
 
 def run(repeats, gt, pred, noisy, thr, out):
