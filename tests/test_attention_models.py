@@ -105,3 +105,47 @@ def test_too_many_segments_names_the_fix():
 def test_valid_out_conv_on_too_small_maps_says_what_to_change():
     with pytest.raises(ValueError, match="head_padding='same'"):
         _tiny_model(head_padding="valid")
+
+
+RESNET_TINY = dict(width=4, segment_frames=32, hidden=16, conv_width=16, ffn=32, head_padding="same", dropout=0.0,
+                   attention_dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def uai():
+    keras.utils.set_random_seed(0)
+    return models.build("attention_resnet34", input_shape=(32, None, 1), **RESNET_TINY)
+
+
+def test_attention_resnet34_stems_each_segment_to_3_channels_by_two_convolutions(uai):
+    """UAI-CNRL (seeds/003 §4.2): two convolutions to 3 channels before ResNet34."""
+    stem = uai.branches.get_layer("segment_stem_conv2")
+    assert stem.output.shape[-1] == 3 and uai.branches.get_layer("segment_stem_conv1").output.shape[-1] == 10
+    assert uai.branches.get_layer("segment_resnet34_stem_conv").kernel.shape[2] == 3
+    plain = models.build("attention_resnet34", input_shape=(32, None, 1), stem=None, **RESNET_TINY)
+    assert plain.branches.get_layer("segment_resnet34_stem_conv").kernel.shape[2] == 1
+
+
+def test_attention_resnet34_predicts_from_the_attention_branch_and_trains_both(uai):
+    """UAI-CNRL: scores = att; the loss is still (L(att) + L(clf)) / 2."""
+    x, y = _data(frames=64)
+    branches = uai.branches(x, training=False)
+    assert not np.allclose(branches["att"], branches["clf"], atol=1e-3)
+    np.testing.assert_allclose(uai(x, training=False), branches["att"], atol=1e-7)
+    loss = keras.losses.BinaryCrossentropy()
+    training = uai.branches(x, training=True)  # what train_on_batch sees (batch statistics; no dropout here)
+    expected = (float(loss(y, training["att"])) + float(loss(y, training["clf"]))) / 2
+    assert abs(expected - float(loss(y, training["att"]))) > 1e-4  # a loss on `att` alone would be caught
+    uai.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, run_eagerly=True)
+    np.testing.assert_allclose(float(np.ravel(uai.train_on_batch(x, y))[0]), expected, rtol=1e-5)
+
+
+def test_prediction_choice_survives_saving(uai, tmp_path):
+    path = str(tmp_path / "uai.keras")
+    uai.save(path)
+    loaded = keras.models.load_model(path)
+    x, _ = _data(frames=64)
+    np.testing.assert_allclose(loaded(x, training=False), uai(x, training=False), atol=1e-6)
+    assert loaded.prediction == "att"
+    with pytest.raises(ValueError, match="prediction"):
+        models.build("attention_mobilenetv2", input_shape=(32, None, 1), prediction="both", **TINY)

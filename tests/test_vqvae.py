@@ -165,3 +165,38 @@ def test_frozen_encoder_is_unchanged_by_a_training_step(pretrained):
 def test_unsupported_weight_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"\.keras or \.weights\.h5"):
         models.build("vqvae_gru", input_shape=(32, None, 1), encoder_weights=str(tmp_path / "x.pt"), **GRU)
+
+
+def test_residual_block_rectifies_its_skip_like_taiinns_in_place_relu():
+    """Taiinn's ResBlock starts with nn.ReLU(inplace=True), so `x + block(x)` adds ReLU(x): with the residual
+    branch silenced (BN beta 0, zero conv weights) the block must return ReLU(x), not x."""
+    inputs = keras.Input((4, 6, 3))
+    block = keras.Model(inputs, vqvae.res_block(inputs, "res"))
+    for layer in block.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    x = np.random.default_rng(7).normal(size=(2, 4, 6, 3)).astype("float32")
+    assert (x < 0).any()
+    np.testing.assert_allclose(block(x, training=False), np.maximum(x, 0.0), atol=1e-6)
+
+
+def test_joint_norm_normalises_over_time_and_features_together():
+    """joint_norm_steps: Taiinn's LayerNorm((T, 2H)) after the first BiGRU, one mean/variance per example."""
+    joint = models.build("vqvae_gru", input_shape=(96, None, 1), joint_norm_steps=4, **GRU)
+    norm = joint.get_layer("gru1_norm")
+    assert tuple(norm.gamma.shape) == (4, 16)  # one affine per (step, feature), as LayerNorm((T, 2H))
+    probe = keras.Model(joint.inputs, [norm.input, norm.output])
+    x = np.random.default_rng(8).normal(size=(2, 96, 8, 1)).astype("float32") * 20
+    before, after = (np.asarray(t) for t in probe([x], training=False))
+    mean, var = before.mean(axis=(1, 2), keepdims=True), before.var(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(after, (before - mean) / np.sqrt(var + 1e-5), atol=1e-4)
+    assert np.abs(after.mean(axis=2)).max() > 1e-3  # per-step means are not zero: not a per-step norm
+    per_step = models.build("vqvae_gru", input_shape=(96, None, 1), **GRU)
+    assert tuple(per_step.get_layer("gru1_norm").gamma.shape) == (16,)
+
+
+def test_joint_norm_refuses_another_number_of_steps():
+    with pytest.raises(ValueError, match="joint_norm_steps=4 .* 6 time steps"):
+        models.build("vqvae_gru", input_shape=(96, 12, 1), joint_norm_steps=4, **GRU)
+    with pytest.raises(ValueError, match="joint_norm_steps"):
+        models.build("vqvae_gru", input_shape=(96, None, 1), joint_norm_steps=0, **GRU)

@@ -8,13 +8,16 @@ Dipani et al., MediaEval 2020 (seeds/003_*). systems.md §B2-B6.
 
 Each 256-frame segment goes through bw2col -> CNN features -> out_conv (3x3 valid, 512, ReLU -> 1x1, 256, ReLU)
 -> global max = one token. Two heads share the tokens: a 2-layer BERT-style encoder + tanh pooler on token 0
-(`att`), and a per-segment classifier averaged over segments (`clf`); the scores are (att + clf) / 2.
+(`att`), and a per-segment classifier averaged over segments (`clf`). Both branches are trained (mean of their
+losses); the scores are (att + clf) / 2 for AMLAG, the `att` branch alone for UAI-CNRL (`prediction`).
 
 Differs from AMLAG: the number of segments follows the crop (`ceil(frames / segment_frames)`, tiled up) instead
 of a fixed 16, so the model evaluates crops of any length (up to `max_segments` positions); ImageNet weights
-are opt-in (`imagenet=True`). UAI-CNRL's wiring is [UNVERIFIED] (systems.md §B6): AMLAG's framework with the
-zoo's 1-channel ResNet-34 trunk (`tfmood.models.resnet34`, no bw2col stem, no ImageNet weights in Keras) in place of
-bw2col + MobileNetV2 is assumed; its 512-channel map feeds the same out_conv.
+are opt-in (`imagenet=True`). UAI-CNRL (seeds/003 §4.2, systems.md §B6): each segment goes through two
+convolutions to 3 channels, then a standard ResNet-34 (`tfmood.models.resnet34` on 3 channels, no ImageNet weights
+in Keras), then a channel-reducing convolution; predictions come from the attention branch only. The paper does
+not give the stem's widths, the reducing convolution or the dropout ([UNVERIFIED]): AMLAG's bw2col (BN, 1x1 to 10,
+1x1 to 3) and out_conv, which the paper says it follows, are used; `stem=None` drops the stem (1-channel trunk).
 `head_padding="same"` lets tiny test inputs (feature maps under 3x3) through the 3x3 out_conv.
 """
 
@@ -40,13 +43,19 @@ def mobilenetv2_features(segments, imagenet=False, alpha=1.0):
 
 
 @SEGMENT_CNNS.register("resnet34")
-def resnet34_features(segments, imagenet=False, width=64):
-    """The zoo's 1-channel ResNet-34 trunk (8 x width channels, /32); Keras ships no ImageNet ResNet-34."""
+def resnet34_features(segments, imagenet=False, width=64, stem="bw2col"):
+    """UAI-CNRL: 2 convs to 3 channels (`stem`) -> the zoo's ResNet-34 trunk (8 x width channels, /32).
+
+    Keras ships no ImageNet ResNet-34. `stem=None` feeds the 1-channel segments to the trunk directly.
+    """
     from tfmood.models.resnet34 import resnet34_features as trunk
 
     if imagenet:
         raise ValueError("attention_resnet34 has no ImageNet weights (Keras ships no ResNet-34); drop `imagenet`")
-    return trunk(segments, width, name="segment_resnet34")
+    if stem not in ("bw2col", None):
+        raise ValueError(f"`stem` must be 'bw2col' (two convolutions to 3 channels) or None. Received: {stem!r}")
+    x = bw2col(segments, name="segment_stem") if stem else segments
+    return trunk(x, width, name="segment_resnet34")
 
 
 def segment_tokens(segments, cnn_name, imagenet, conv_width, hidden, head_padding, cnn_options, name="segment"):
@@ -80,8 +89,12 @@ def attention_classifier(tokens, num_tags, dropout, max_segments, num_layers, he
 
 def build_attention_tagger(name, cnn_name, input_shape=(96, None, 1), num_tags=56, segment_frames=256,
                            max_segments=64, hidden=256, conv_width=512, num_layers=2, heads=4, ffn=1024,
-                           dropout=0.2, attention_dropout=0.1, head_padding="valid", imagenet=False, **cnn_options):
-    """Segment CNN (`SEGMENT_CNNS[cnn_name]`) + attention and segment-classifier branches, as a DualBranchTagger."""
+                           dropout=0.2, attention_dropout=0.1, head_padding="valid", imagenet=False, prediction="mean",
+                           **cnn_options):
+    """Segment CNN (`SEGMENT_CNNS[cnn_name]`) + attention and segment-classifier branches, as a DualBranchTagger.
+
+    `prediction`: the tagger's scores, "mean" of both branches (AMLAG) or one branch ("att": UAI-CNRL).
+    """
     if head_padding not in ("valid", "same"):
         raise ValueError(f"`head_padding` must be 'valid' or 'same'. Received: {head_padding!r}")
     inputs = input_layer(input_shape)
@@ -93,7 +106,7 @@ def build_attention_tagger(name, cnn_name, input_shape=(96, None, 1), num_tags=5
                                     attention_dropout),
         "clf": segment_classifier(tokens, num_tags, hidden, dropout),
     }
-    return DualBranchTagger(keras.Model(inputs, outputs, name=f"{name}_branches"), name=name)
+    return DualBranchTagger(keras.Model(inputs, outputs, name=f"{name}_branches"), prediction=prediction, name=name)
 
 
 @register("attention_mobilenetv2")
@@ -104,6 +117,8 @@ def build_attention_mobilenetv2(input_shape=(96, None, 1), num_tags=56, alpha=1.
 
 
 @register("attention_resnet34")
-def build_attention_resnet34(input_shape=(96, None, 1), num_tags=56, width=64, **options):
-    """ResNet34 segment CNN + self-attention, two branches (UAI-CNRL 2020; wiring [UNVERIFIED])."""
-    return build_attention_tagger("attention_resnet34", "resnet34", input_shape, num_tags, width=width, **options)
+def build_attention_resnet34(input_shape=(96, None, 1), num_tags=56, width=64, stem="bw2col", prediction="att",
+                              **options):
+    """2-conv stem + ResNet34 segment CNN + self-attention; trains both branches, predicts from `att` (UAI-CNRL)."""
+    return build_attention_tagger("attention_resnet34", "resnet34", input_shape, num_tags, width=width, stem=stem,
+                                  prediction=prediction, **options)

@@ -5,6 +5,9 @@ Frequency-Aware RF-Regularized CNNs", MediaEval 2019 (seeds/002_*; systems.md A1
 `kkoutini/cpjku_dcase19 : models/cp_resnet.py`: stem conv k5 s2 with padding 1, three stages of four
 BasicBlocks (128/256/512 channels), max pools after blocks 1, 2 and 4 of stage 1, kernels chosen by `rho`,
 a 1x1 conv -> BN -> global average pool head (no dense layer) and fixup-style init.
+`rho` defaults to 7, the value of cpjku_dcase19's `configs/cp_resnet.json`; its training scripts
+(`exp_cp_resnet.py`, `exp_cp_faresnet.py`) default to `--rho 5` and overwrite the config's kernels with it. The
+value CP-JKU used at MediaEval is not published.
 Differs from the original: a sigmoid on the head for multi-label scores, and by default a non-affine per-band
 BatchNorm on the input (`input_norm`) standing in for CP-JKU's per-mel-bin training-set standardisation.
 """
@@ -36,7 +39,11 @@ def kernel_schedule(rho: int) -> list:
 
 
 def max_receptive_field(rho: int) -> int:
-    """Largest receptive field in input pixels (same recursion as cpjku's `get_maxrf`): 87 for rho 5, 135 for 7."""
+    """Geometric receptive field of the last layer in input pixels: 87 for rho 5, 135 for rho 7.
+
+    Not the figure CP-JKU quote: their `utils_funcs.get_maxrf` counts each pool as a stride change on the
+    preceding convolution and leaves out the pools' own extent, which gives 81 (rho 5) and 145 (rho 7).
+    """
     field, jump = 1 + (5 - 1), 2  # the k5 s2 stem
     for stage, (k1s, k2s) in enumerate(kernel_schedule(rho)):
         for block, (k1, k2) in enumerate(zip(k1s, k2s)):

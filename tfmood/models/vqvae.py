@@ -20,8 +20,10 @@ Differs from Taiinn, and why:
 - Input scaling: Taiinn min-maxes log(1 + 10000 mel) to about [-0.9, 0.9] to suit the tanh output; MTG features
   are dB, so `input_scale` (default 0.01, AMLAG's /100) maps them near [-1, 0.5]. [UNVERIFIED] choice.
 - Keras refuses stride and dilation together: `HalvingDilatedConv` computes the same conv via time_to_batch.
-- GRU head: the first LayerNorm normalises each time step over features (Taiinn's LayerNorm((512, 512)) also
-  normalises over time with a per-time affine, which ties the model to 512 steps).
+- GRU head: by default the first LayerNorm normalises each time step over features, so any crop length works.
+  Taiinn's `LayerNorm((512, 512))` normalises jointly over (time, features) with a per-(time, feature) affine,
+  which ties the model to one number of steps (512 there): `joint_norm_steps=512` builds that; the model then
+  takes crops of exactly 2 x 512 frames only.
 - CNN head: Taiinn's flatten-to-1280 fits no input shape ([UNVERIFIED], §E4); pools use 'same' padding and a
   global max pool replaces the flatten, so any crop length works.
 """
@@ -142,13 +144,17 @@ def _batch_norm(name):
 
 
 def res_block(x, name):
-    """x + [ReLU -> Conv3x3 -> BN -> ReLU -> Conv1x1 -> BN] (pytorch-vqvae ResBlock)."""
+    """ReLU(x) + F(ReLU(x)), F = Conv3x3 -> BN -> ReLU -> Conv1x1 -> BN (Taiinn's / pytorch-vqvae's ResBlock).
+
+    The skip is rectified too: the original block starts with an in-place `nn.ReLU(True)`, which overwrites x
+    before `x + block(x)` reads it, so the block that was trained returns ReLU(x) + F(ReLU(x)), not x + F(...).
+    """
     dim = x.shape[-1]
-    y = layers.ReLU(name=f"{name}_relu1")(x)
-    y = _batch_norm(f"{name}_bn1")(layers.Conv2D(dim, 3, padding="same", name=f"{name}_conv1")(y))
+    rectified = layers.ReLU(name=f"{name}_relu1")(x)
+    y = _batch_norm(f"{name}_bn1")(layers.Conv2D(dim, 3, padding="same", name=f"{name}_conv1")(rectified))
     y = layers.ReLU(name=f"{name}_relu2")(y)
     y = _batch_norm(f"{name}_bn2")(layers.Conv2D(dim, 1, name=f"{name}_conv2")(y))
-    return layers.Add(name=f"{name}_add")([x, y])
+    return layers.Add(name=f"{name}_add")([rectified, y])
 
 
 def vqvae_encoder(bands: int, code_dim: int = 256, num_codes: int = 1024, beta: float = 1.0) -> keras.Model:
@@ -242,11 +248,29 @@ def vq_features(input_shape, code_dim, num_codes, beta, input_scale, input_offse
     return inputs, encoder(scaled)
 
 
-def gru_head(z_q, num_tags, units=256, dense=(512, 256), dropout=0.3, dense_dropout=0.05):
-    """Taiinn's RNNclassifier (§E3): 2 x BiGRU(2 layers) over time, LayerNorm'd final states, MLP, sigmoid."""
+def _layer_norm(name, axis=-1):
+    return layers.LayerNormalization(axis=axis, epsilon=1e-5, name=name)  # PyTorch's eps (Keras: 1e-3)
+
+
+def gru_head(z_q, num_tags, units=256, dense=(512, 256), dropout=0.3, dense_dropout=0.05, joint_norm_steps=None):
+    """Taiinn's RNNclassifier (§E3): 2 x BiGRU(2 layers) over time, LayerNorm'd final states, MLP, sigmoid.
+
+    `joint_norm_steps`: None normalises the first BiGRU's output per time step; an int T normalises it over
+    (time, features) together with a per-(t, feature) affine, as Taiinn's `LayerNorm((512, 512))` (T = 512). The
+    weights then depend on T, so the model takes sequences of exactly T steps (crops of 2 T frames).
+    """
     height, dim = z_q.shape[1], z_q.shape[3]
+    steps = z_q.shape[2]
+    if joint_norm_steps is not None:
+        if not isinstance(joint_norm_steps, int) or joint_norm_steps < 1:
+            raise ValueError(f"`joint_norm_steps` must be a positive number of time steps (Taiinn: 512) or None. "
+                             f"Received: {joint_norm_steps!r}")
+        if steps is not None and steps != joint_norm_steps:
+            raise ValueError(f"joint_norm_steps={joint_norm_steps} but the input gives {steps} time steps "
+                             f"({2 * steps} frames); the joint LayerNorm needs exactly {2 * joint_norm_steps} frames")
+        steps = joint_norm_steps
     x = layers.Permute((2, 3, 1), name="time_major")(z_q)                    # [batch, time, D, h]
-    x = layers.Reshape((-1, dim * height), name="sequence")(x)                # Taiinn's view (B, D*h, T)
+    x = layers.Reshape((steps or -1, dim * height), name="sequence")(x)       # Taiinn's view (B, D*h, T)
     states = []
     for block in (1, 2):
         for layer in (1, 2):
@@ -257,8 +281,9 @@ def gru_head(z_q, num_tags, units=256, dense=(512, 256), dropout=0.3, dense_drop
             if block == 2:
                 states += [forward, backward]  # PyTorch h_n order: layer 1 fwd, bwd, layer 2 fwd, bwd
         if block == 1:
-            x = layers.LayerNormalization(name="gru1_norm")(x)
-    x = layers.LayerNormalization(name="state_norm")(layers.Concatenate(name="states")(states))
+            x = _layer_norm("gru1_norm", axis=(1, 2) if joint_norm_steps else -1)(x)
+    # Taiinn's LayerNorm((4, 256)) over the 4 final states is one normalisation over their 1024 values.
+    x = _layer_norm("state_norm")(layers.Concatenate(name="states")(states))
     for i, width in enumerate(dense):
         x = layers.Dense(width, name=f"dense{i + 1}")(x)
         x = layers.ReLU(name=f"dense{i + 1}_relu")(layers.Dropout(dense_dropout, name=f"dense{i + 1}_dropout")(x))
