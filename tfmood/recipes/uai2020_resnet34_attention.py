@@ -11,7 +11,8 @@ Published (test, split 0): PR-AUC-macro 0.1275, ROC-AUC-macro 0.7360 (Table 1).
 
 Settings (paper 4.1-4.3): MTG mel, random crop to 4096 frames (16 segments of 256); SpecAugment; mixup; 2 to 3
 channels by two convolutions, a ResNet34 feature extractor and a conv layer per segment, then a self-attention
-module of 2 layers x 4 heads: `attention_resnet34`; Adam lr 1e-4 (betas 0.9, 0.999) for 35 epochs; BCE.
+module of 2 layers x 4 heads: `attention_resnet34`; both branches in the loss, predictions from the attention
+branch only (section 4.2); Adam lr 1e-4 (betas 0.9, 0.999) for 35 epochs; BCE.
 
 The paper gives no more; the rest is AMLAG's framework (settings table, `--list-recipes`): its wiring,
 widths and segment classifier; mixup alpha 1 and AMLAG's SpecAugment settings; batch 8; a constant learning
@@ -33,7 +34,8 @@ SETTINGS = (
     Setting("input", "MTG mel, a random 4096-frame crop = 16 segments of 256 frames", "paper",
             "the team's code (alishdipani/...) was not consulted"),
     Setting("model", "2 convolutions to 3 channels, ResNet34 and a reducing convolution per segment; 2-layer, "
-            "4-head self-attention; both branches in the loss", "paper", "the paper (4.1-4.3) describes it"),
+            "4-head self-attention; both branches in the loss, predictions from the attention branch", "paper",
+            "the paper (4.1-4.3) describes it"),
     Setting("widths, dropout, segment classifier", "AMLAG's", "neither", "not published [UNVERIFIED]"),
     Setting("optimiser", "Adam 1e-4 (betas .9, .999), constant, 35 epochs, no early stopping", "paper",
             "the paper names no schedule"),
