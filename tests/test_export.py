@@ -57,8 +57,8 @@ def numpy_protocol_crops(mel, crop, segments):
     """The scoring protocol stated in plain numpy: tile a short clip up to one crop, then `segments` crops
     starting at round(linspace(0, frames - crop, segments))."""
     frames = mel.shape[-1]
-    if frames < crop:
-        mel = np.tile(mel, (1,) * (mel.ndim - 1) + (-(-crop // frames),))
+    if frames < crop:  # tiled to exactly one crop
+        mel = np.tile(mel, (1,) * (mel.ndim - 1) + (-(-crop // frames),))[..., :crop]
     starts = np.round(np.linspace(0, mel.shape[-1] - crop, segments)).astype(int)
     return np.stack([mel[..., s:s + crop] for s in starts], axis=-3)
 

@@ -1,6 +1,9 @@
 """`python -m tfmood.predict` on a tiny exported vggish and synthetic audio, bad files included."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +11,10 @@ import soundfile as sf
 
 from tfmood import predict
 from tfmood.frontend import SAMPLE_RATE, audio_to_mel
+from tfmood.protocol import Protocol
 from tfmood.tags import NUM_TAGS, TAGS
+
+PROTOCOL = Protocol(crop_frames=200, segments=3)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +28,7 @@ def exported(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = models.build("vggish", channels=(4, 4, 4, 4, 4))
     base = tmp_path_factory.mktemp("saved_models")
-    export_model(model, "tiny", base_dir=str(base), thresholds=[0.5] * NUM_TAGS, warmup=False)
+    export_model(model, "tiny", base_dir=str(base), thresholds=[0.5] * NUM_TAGS, protocol=PROTOCOL, warmup=False)
     return base / "tiny", model
 
 
@@ -37,14 +43,14 @@ def audio_dir(tmp_path):
     return tmp_path
 
 
-def test_segment_crops_cover_the_track_evenly():
-    mel = np.arange(3 * 100, dtype=np.float32).reshape(3, 100)
-    crops = predict.segment_crops(mel, crop_frames=40, segments=4)
-    assert crops.shape == (4, 3, 40)
-    assert [int(c[0, 0]) for c in crops] == [0, 20, 40, 60]  # starts round(linspace(0, 60, 4))
-    short = predict.segment_crops(mel[:, :30], crop_frames=70, segments=4)
-    assert short.shape == (1, 3, 70)
-    np.testing.assert_array_equal(short[0, :, 30:60], mel[:, :30])  # repeated, not zero padded
+def protocol_scores(model, mel, protocol):
+    """The protocol in plain numpy (tile a short clip to one crop; round(linspace) starts), Keras model."""
+    crop, frames = protocol.crop_frames, mel.shape[1]
+    if frames < crop:  # tiled to exactly one crop
+        mel = np.tile(mel, (1, -(-crop // frames)))[:, :crop]
+    starts = np.round(np.linspace(0, mel.shape[1] - crop, protocol.segments)).astype(int)
+    crops = np.stack([mel[:, s:s + crop] for s in starts])
+    return np.asarray(model(crops[..., None], training=False)).mean(axis=0)
 
 
 def test_version_dir_picks_highest_or_requested(tmp_path):
@@ -56,39 +62,47 @@ def test_version_dir_picks_highest_or_requested(tmp_path):
         predict.version_dir(tmp_path, 2)
 
 
-def test_cli_tags_good_files_and_reports_bad_ones(exported, audio_dir, capsys):
+def test_cli_tags_good_files_with_the_models_protocol_and_reports_bad_ones(exported, audio_dir, capsys):
     model_dir, model = exported
-    status = predict.main([str(audio_dir), "--model", str(model_dir), "--json", "--segments", "3",
-                           "--crop-frames", "200"])
+    status = predict.main([str(audio_dir), "--model", str(model_dir), "--json"])
     out, err = capsys.readouterr()
     assert status == 1
     assert "corrupt.mp3" in err and "empty.wav" in err and "2 of 4 files" in err
     records = {r["file"]: r for r in map(json.loads, out.splitlines())}
     assert set(records) == {str(audio_dir / "long.wav"), str(audio_dir / "sub" / "short.flac")}
 
-    path = str(audio_dir / "long.wav")
-    scores = np.array([records[path]["scores"][t] for t in TAGS])
-    crops = predict.segment_crops(audio_to_mel(path), crop_frames=200, segments=3)
-    expected = np.asarray(model(crops[..., None], training=False)).mean(axis=0)
-    np.testing.assert_allclose(scores, expected, atol=1e-5)
-    assert records[path]["decisions"] == [t for t, s in zip(TAGS, expected) if s > 0.5]
+    for name in ("long.wav", "sub/short.flac"):  # one clip longer than a crop, one shorter
+        path = str(audio_dir / name)
+        scores = np.array([records[path]["scores"][t] for t in TAGS])
+        expected = protocol_scores(model, audio_to_mel(path), PROTOCOL)
+        # the export's TF frontend (float32) vs numpy (float64): ~1e-6 on the scores
+        np.testing.assert_allclose(scores, expected, atol=1e-4)
+        assert records[path]["decisions"] == [t for t, s in zip(TAGS, scores) if s > 0.5]
 
 
-def test_cli_text_output_shows_top_tags(exported, audio_dir, capsys):
+def test_cli_text_output_shows_top_tags_in_a_subprocess(exported, audio_dir):
     model_dir, _ = exported
-    status = predict.main([str(audio_dir / "long.wav"), "--model", str(model_dir), "--top", "3"])
-    out, _ = capsys.readouterr()
-    assert status == 0
-    path, tags = out.strip().split("\t")
+    run = subprocess.run([sys.executable, "-m", "tfmood.predict", str(audio_dir / "long.wav"), "--model",
+                          str(model_dir), "--top", "3"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    path, tags = run.stdout.strip().split("\t")
     pairs = tags.split("  ")
     scores = [float(p.split()[1]) for p in pairs]
     assert path.endswith("long.wav") and len(pairs) == 3 and scores == sorted(scores, reverse=True)
     assert all(p.split()[0] in TAGS for p in pairs)
 
 
-def test_cli_rejects_bad_arguments(exported, audio_dir):
+def test_cli_rejects_bad_arguments_and_models(exported, audio_dir, tmp_path, capsys):
     model_dir, _ = exported
     with pytest.raises(SystemExit):
         predict.main([str(audio_dir / "long.wav"), "--model", str(model_dir), "--top", "0"])
-    with pytest.raises(FileNotFoundError, match="No SavedModel"):
-        predict.main([str(audio_dir / "long.wav"), "--model", str(audio_dir)])
+    assert predict.main([str(audio_dir / "long.wav"), "--model", str(audio_dir)]) == 2
+    assert "No SavedModel" in capsys.readouterr().err
+    # An export from before the protocol was part of the model: say so, don't silently score differently.
+    old = tmp_path / "old"
+    shutil.copytree(model_dir / "1", old)
+    info = json.loads((old / "assets" / "tfmood.json").read_text())
+    del info["protocol"]
+    (old / "assets" / "tfmood.json").write_text(json.dumps(info))
+    assert predict.main([str(audio_dir / "long.wav"), "--model", str(old)]) == 2
+    assert "re-export it" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from werkzeug.test import Client as WsgiClient
 
 from tfmood import export, serve
 from tfmood.serving import Client, ServingError
+from tfmood.protocol import Protocol
 from tfmood.serving import tensor_json
 from tfmood.serving.config import ModelConfig
 from tfmood.serving.errors import RestError
@@ -58,6 +59,11 @@ def call(server, method, path, body=None, headers=None):
         return error.code, error.headers["Content-Type"], error.read().decode()
 
 
+def scored(model, x):
+    """What serving_default answers: the model's scoring protocol (tfmood.protocol) over mel x."""
+    return Protocol().score(lambda m: model(m[..., None], training=False), x).numpy()
+
+
 def mel(batch=2, frames=5, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, BANDS, frames)).astype(np.float32)
 
@@ -98,7 +104,7 @@ def test_row_predict_matches_keras(served):
     predictions = json.loads(text)["predictions"]
     assert status == 200 and len(predictions) == 2
     scores = np.array([p["scores"] for p in predictions], dtype=np.float32)
-    np.testing.assert_allclose(scores, model(x[..., None]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(scores, scored(model, x), atol=1e-5)
     assert predictions[1]["tags"] == list(TAGS)
     # float32 written as shortest round-trip decimals, not 17-digit doubles
     assert not re.search(r"\d\.\d{10,}", text)
@@ -107,7 +113,7 @@ def test_row_predict_matches_keras(served):
 def test_columnar_predict_named_and_bare(served):
     model, server, _ = served
     x = mel(batch=1, frames=3, seed=1)
-    expected = model(x[..., None]).numpy()
+    expected = scored(model, x)
     for inputs in ({"mel": x.tolist()}, x.tolist()):
         status, _, text = call(server, "POST", "/v1/models/tagger/versions/1:predict", json.dumps({"inputs": inputs}))
         outputs = json.loads(text)["outputs"]
@@ -233,14 +239,14 @@ def test_new_version_is_picked_up_and_old_one_unloaded(tmp_path):
     try:
         client = Client(server.url, "m")
         x = np.ones((8, 3), np.float32)
-        np.testing.assert_allclose(client.predict_mel(x), first(x[None, ..., None])[0], atol=1e-5)
+        np.testing.assert_allclose(client.predict_mel(x), scored(first, x[None])[0], atol=1e-5)
         export.export_model(second, "m", tmp_path, warmup=False)
         deadline = time.time() + 60
         while client.status()["model_version_status"][0]["version"] != "2" or \
                 client.status()["model_version_status"][0]["state"] != "AVAILABLE":
             assert time.time() < deadline, "version 2 was not picked up"
             time.sleep(0.1)
-        np.testing.assert_allclose(client.predict_mel(x), second(x[None, ..., None])[0], atol=1e-5)
+        np.testing.assert_allclose(client.predict_mel(x), scored(second, x[None])[0], atol=1e-5)
         states = {s["version"]: s["state"] for s in client.status()["model_version_status"]}
         assert states == {"2": "AVAILABLE", "1": "END"}
         with pytest.raises(ServingError, match="Specific\\(m, 1\\)") as error:
@@ -272,7 +278,7 @@ def test_client_predictions(served, tmp_path):
     x = mel(batch=3, frames=4)
     batch = client.predict_mel(x)
     assert batch.shape == (3, len(TAGS))
-    np.testing.assert_allclose(batch, model(x[..., None]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(batch, scored(model, x), atol=1e-5)
     np.testing.assert_allclose(client.predict_mel(x[0]), batch[0], atol=1e-6)
     assert client.top_tags(batch[0], 2)[0] == (TAGS[int(np.argmax(batch[0]))], pytest.approx(batch[0].max()))
     assert client.metadata()["model_spec"]["version"] == "1"
@@ -291,7 +297,7 @@ def test_client_waveform_and_file(served, tmp_path):
     wave = np.random.default_rng(3).uniform(-0.5, 0.5, size=2400).astype(np.float32)
     path = tmp_path / "clip.wav"
     soundfile.write(path, wave, 12000, subtype="FLOAT")
-    expected = model(frontend.log_mel_numpy(wave)[None, ..., None]).numpy()[0]
+    expected = scored(model, frontend.log_mel_numpy(wave)[None])[0]
     np.testing.assert_allclose(client.predict_file(path), expected, atol=1e-5)
     np.testing.assert_allclose(client.predict_waveform(wave), expected, atol=1e-4)
     np.testing.assert_allclose(client.predict_file(path, "serve_waveform"), expected, atol=1e-4)

@@ -7,8 +7,8 @@
 
 A clip is cut into `segments` crops of `crop_frames` frames starting at round(linspace(0, frames - crop,
 segments)), the model scores every crop, and the clip's score is their mean. `short_clips` says what a
-clip shorter than one crop does; the only rule is "tile": it is repeated along time up to one crop (as
-the training crops do), so the model never sees a length it was not trained on.
+clip shorter than one crop does; the only rule is "tile": it is repeated along time to exactly one crop
+(as the training crops pad), so the model never sees a length it was not trained on.
 
 There is ONE implementation, `Protocol.crops` (TensorFlow ops), used by every entry point: the exported
 model's `serving_default` and `serve_waveform` signatures (tfmood.export), `python -m tfmood.predict`
@@ -67,9 +67,9 @@ class Protocol:
         crop = self.crop_frames
         frames = tf.shape(mel)[2]
         tf.debugging.assert_positive(frames, message="the clip needs at least one time frame")
-        # short_clips="tile": repeat a short clip along time up to one crop.
+        # short_clips="tile": repeat a short clip along time to exactly one crop (every crop is then that one).
         repeats = (crop + frames - 1) // frames
-        mel = tf.cond(frames < crop, lambda: tf.tile(mel, [1, 1, repeats]), lambda: mel)
+        mel = tf.cond(frames < crop, lambda: tf.tile(mel, [1, 1, repeats])[:, :, :crop], lambda: mel)
         frames = tf.shape(mel)[2]
         starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(frames - crop, tf.float32), self.segments)),
                          tf.int32)
