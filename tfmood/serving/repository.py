@@ -9,6 +9,7 @@ files change, and otherwise every `load_retry_seconds`, like TF Serving's load r
 
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,6 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tfmood.frontend import FRAME_LENGTH
 from tfmood.serving.config import LOAD_RETRY_SECONDS, ModelConfig
 from tfmood.serving.errors import HTTP_STATUS, RestError
 
@@ -25,11 +25,6 @@ log = logging.getLogger(__name__)
 
 # TF status code numbers -> names (the keys of HTTP_STATUS).
 _CODE_NAMES = {getattr(tf.errors, name): name for name in HTTP_STATUS if hasattr(tf.errors, name)}
-TFMOOD_ASSET = "assets/tfmood.json"  # marks a tfmood export, whose inputs have the minimum lengths below
-# The shortest input along time a tfmood signature scores, by input name: one frame of log-mel, and for raw
-# audio one whole 512-sample analysis window (43 ms at 12 kHz); fewer samples are mostly the frontend's zero
-# padding, which the model would score with confidence.
-MIN_LENGTH = {"mel": (1, "time frames"), "waveform": (FRAME_LENGTH, "samples")}
 
 
 class Servable:
@@ -40,7 +35,6 @@ class Servable:
         self.state, self.error_code, self.error_message = "START", "OK", ""
         self.attempts = 0
         self.signature_defs = {}
-        self.min_length = {}  # input name -> (minimum along the last axis, unit), for tfmood exports
         self._loaded = None
         self._failed_at, self._failed_files = None, None
 
@@ -50,7 +44,6 @@ class Servable:
             meta_graph = _serve_meta_graph(self.path / "saved_model.pb")
             self._loaded = tf.saved_model.load(str(self.path), tags=["serve"])
             self.signature_defs = dict(meta_graph.signature_def)
-            self.min_length = MIN_LENGTH if (self.path / TFMOOD_ASSET).is_file() else {}
             self.state, self.error_code, self.error_message = "AVAILABLE", "OK", ""
             log.info("Loaded %s version %d from %s", self.name, self.version, self.path)
         except Exception as error:  # any failure leaves the version unservable, reported in its status
@@ -93,11 +86,10 @@ class Servable:
         function = loaded.signatures[signature]
         for key, value in tensors.items():
             _check_shape(key, value.shape, self.signature_defs[signature].inputs[key].tensor_shape)
-            _check_length(key, value.shape, self.min_length.get(key))
         try:
             outputs = function(**{key: tf.constant(value) for key, value in tensors.items()})
         except tf.errors.OpError as error:
-            raise RestError(_CODE_NAMES.get(error.error_code, "UNKNOWN"), error.message) from None
+            raise RestError(_CODE_NAMES.get(error.error_code, "UNKNOWN"), _op_message(error.message)) from None
         except (TypeError, ValueError) as error:  # tf.function refuses the shapes/dtypes before running
             raise RestError.invalid(str(error).strip()) from None
         return {alias: value.numpy() for alias, value in outputs.items()}
@@ -213,14 +205,21 @@ def _check_shape(key, shape, expected):
                                 f"expects [{','.join(map(str, dims))}] (-1: any size)")
 
 
-def _check_length(key, shape, minimum):
-    """tfmood signatures take time last: refuse clips shorter than the model can score (400, not guesses)."""
-    if minimum is None or not shape:
-        return
-    least, unit = minimum
-    if shape[-1] < least:
-        raise RestError.invalid(f"Input {key} has {shape[-1]} {unit}; tfmood models need at least {least} "
-                                f"{unit} per clip")
+def _op_message(message):
+    """A TF runtime error as a client should read it: no Python stack of where the graph was built, no node list.
+
+    Eager calls wrap the status as "Graph execution error: Detected at node N defined at (most recent call
+    last): <stack lines> <status message> [[{{node N}}]] [Op:...]"; a tf.debugging assertion's message is the
+    first bracket of "assertion failed: [message] [Condition ...]".
+    """
+    lines = message.strip().splitlines()
+    if lines and lines[0].startswith("Graph execution error"):
+        start = next((i for i, line in enumerate(lines) if "(most recent call last):" in line), 0) + 1
+        lines = [line for line in lines[start:] if line and not line.startswith((" ", "<stack traces"))]
+    lines = [line for line in lines if not line.lstrip().startswith("[[{{")] or lines
+    text = " ".join(line.strip() for line in lines)
+    assertion = re.match(r"assertion failed: \[(.+?)\s*\]", text)
+    return assertion.group(1).strip() if assertion else text
 
 
 def _folder_state(path):
