@@ -11,8 +11,12 @@ Saved predictions, thresholds fitted on validation (labels from the split TSVs):
 
 A trained model (`.keras` file or SavedModel `saved_models/NAME[/VERSION]`) on converted records:
     python -m tfmood.evaluate --model runs/demo/best.keras --data records/demo --out runs/demo/eval
-    python -m tfmood.evaluate --model saved_models/tagger --data records/split-0 --segments 16 \
-        --snapshots runs/x/epoch_18.keras runs/x/epoch_20.keras --out runs/x/eval
+    python -m tfmood.evaluate --model saved_models/tagger --data records/split-0 --out runs/x/eval
+    python -m tfmood.evaluate --model runs/x/epoch_20.keras --snapshots runs/x/epoch_18.keras \
+        --data records/split-0 --segments 16 --crop-frames 960 --out runs/x/eval
+
+A SavedModel is scored with its own scoring protocol (assets/tfmood.json, tfmood.protocol), the one its
+signatures and `python -m tfmood.predict` apply; `--segments`/`--crop-frames` set it for `.keras` models.
 
 `--out` receives predictions.npy + decisions.npy (submission), thresholds.tsv, metrics.json, results.tsv,
 report.md, per_tag.tsv, report.png, and {val,test}_{predictions,groundtruth,track_ids}.npy for
