@@ -1,5 +1,6 @@
 """Pick the `tf.distribute` strategy from the hardware and the environment."""
 
+import contextlib
 import json
 import os
 
@@ -19,10 +20,72 @@ def get_strategy() -> tf.distribute.Strategy:
     pipeline is the *global* batch, split across replicas by the strategy.
     """
     if cluster_workers() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+# Bounds on waiting for peers (docs/training.md, "Several hosts"); the environment variables override them.
+# TensorFlow's own defaults wait forever for a worker that never starts, and its SIGTERM handler (for
+# preemption) keeps the process alive.
+CLUSTER_START_TIMEOUT_S = int(os.environ.get("TFMOOD_CLUSTER_START_TIMEOUT_S", 600))  # all workers joined
+HEARTBEAT_TIMEOUT_S = int(os.environ.get("TFMOOD_HEARTBEAT_TIMEOUT_S", 30))  # silent this long: gone
+SHUTDOWN_TIMEOUT_S = int(os.environ.get("TFMOOD_SHUTDOWN_TIMEOUT_S", 30))  # at exit, wait for the others
+
+
+class PeerLost(RuntimeError):
+    """A worker of a multi-worker run stopped, never started, or became unreachable."""
+
+
+def multi_worker_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy with bounded waits for peers, and SIGTERM/SIGINT that stop the process.
+
+    A worker that has not joined within CLUSTER_START_TIMEOUT_S ends the waiting ones (`watchdog.deadline`:
+    TF's own registration timeout does not stop the wait). The coordination service (hosted by the chief,
+    heart-beaten by every worker) is configured before the strategy starts it: a worker that stops
+    heart-beating is declared gone after HEARTBEAT_TIMEOUT_S, which aborts every pending and later
+    collective on the others (`cluster_guard` turns that into a `PeerLost` error).
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context  # the only place these timeouts can be set
+
+    from tfmood.training import watchdog
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = resolver.cluster_spec()
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=jobs, cluster_register_timeout_in_ms=CLUSTER_START_TIMEOUT_S * 1000,
+        heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000, shutdown_barrier_timeout_in_ms=SHUTDOWN_TIMEOUT_S * 1000)
+    print(f"Waiting for the {sum(j.num_tasks for j in jobs)} workers of TF_CONFIG to start (at most "
+          f"{CLUSTER_START_TIMEOUT_S} s) ...", flush=True)
+    watchdog.stop_on_signals()  # before the start-up wait, and again after: TF installs its own handler
+    with watchdog.deadline(CLUSTER_START_TIMEOUT_S,
+                           f"the other workers of {spec.as_dict()} did not all start within "
+                           f"{CLUSTER_START_TIMEOUT_S} s"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    watchdog.stop_on_signals()
+    return strategy
+
+
+@contextlib.contextmanager
+def cluster_guard(strategy: tf.distribute.Strategy):
+    """Turn the collective errors of a multi-worker run whose peer is gone into one clear `PeerLost`."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError, tf.errors.InternalError) as e:
+        resolver = strategy.cluster_resolver
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise PeerLost(f"worker {resolver.task_type}-{resolver.task_id}: lost contact with another worker of the "
+                       f"run (it stopped, or is unreachable); stopping. TensorFlow said: {first[:300]}") from None
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -17,7 +17,8 @@ from tfmood.training import init
 from tfmood.training import coteaching, losses, optimizers, schedules
 from tfmood.training import resume, swa, tensorboard
 from tfmood.training.config import TrainConfig, monitor_branch, monitor_mode
-from tfmood.training.strategy import configure_precision, get_strategy, is_chief, prepare_fit, worker_dir
+from tfmood.training.strategy import (cluster_guard, configure_precision, get_strategy, is_chief, prepare_fit,
+                                     worker_dir)
 
 
 @dataclasses.dataclass
@@ -111,7 +112,8 @@ def train(cfg: TrainConfig) -> dict:
     callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
     # shuffle=False: the tf.data pipeline shuffles; Keras would only warn that it can't.
     fit_ds = prepare_fit(model, train_ds)  # multi-worker: DATA sharding + a Keras 3 workaround
-    model.fit(fit_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
+    with cluster_guard(strategy):  # multi-worker: a peer that is gone -> one clear PeerLost error
+        model.fit(fit_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
     return finish(cfg, paths, records, chief)
 
 

@@ -1,0 +1,168 @@
+"""`python -m tfmood.train` as two real worker processes on 127.0.0.1 (TF_CONFIG), the way a user runs it.
+
+- plain, co-teaching (`--peer`) and SWA runs: the chief's summary.json equals a one-process run's with the same
+  global batch, seed and `--deterministic`;
+- a worker whose peer is killed exits non-zero with a clear message within the documented bound;
+- a worker whose peer never starts gives up after TFMOOD_CLUSTER_START_TIMEOUT_S; SIGTERM stops a worker.
+
+Why the comparison holds, and its tolerance: one step on 2 workers computes the single-process step on the
+same global batch (DATA sharding gives each worker half of it, BN is synchronized, gradients are all-reduced);
+only float summation orders differ (all-reduce, and synchronized BN's E[x^2] - E[x]^2 variance), ~1e-6
+relative. SGD keeps such differences at that size (Adam's first steps are ~lr * sign(gradient): on weights
+whose gradient is ~0, such as a conv bias before BN, rounding flips signs, so Adam runs drift apart by ~lr per
+step in those weights). The summary's AUCs are rank statistics of the scores: they move only when rounding
+swaps two nearly tied scores, hence an absolute tolerance of 1e-3 on them (their run-to-run change here is 0
+to ~1e-4; an unsynchronized or mis-sharded run differs by ~1e-2). P/R/F use thresholds fitted on the same
+scores and jump on a swapped tie, so they are not compared.
+
+Each test starts several TensorFlow processes: slow-marked (minutes on a busy 2-core machine).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--model", "mobilenetv2", "--model-option", "alpha=0.35", "--batch-size", "8", "--crop-frames", "32",
+        "--eval-segments", "2", "--optimizer", "sgd", "--lr", "0.05", "--seed", "0", "--deterministic",
+        "--no-export"]
+RUNS = {"plain": [], "coteaching": ["--peer", "mobilenetv2"], "swa": ["--swa-start", "1", "--swa-every", "1"]}
+AUCS = ("ROC-AUC-macro", "PR-AUC-macro", "ROC-AUC-micro", "PR-AUC-micro")
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def env(tf_config=None, **extra):
+    base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    base.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **extra)
+    if tf_config:
+        base["TF_CONFIG"] = json.dumps(tf_config)
+    return base
+
+
+def cluster_configs(workers=2):
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(workers)]}
+    return [{"cluster": cluster, "task": {"type": "worker", "index": i}} for i in range(workers)]
+
+
+def train(args, cwd, tf_config=None, log=None, **extra):
+    """Start `python -m tfmood.train ARGS` in `cwd`; its output goes to `log` (a file we can poll)."""
+    log = open(log or Path(cwd) / "train.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "tfmood.train", *args], cwd=cwd, env=env(tf_config, **extra),
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_line(path, text, proc, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in Path(path).read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"exited ({proc.returncode}) before printing {text!r}:\n{Path(path).read_text()}")
+        time.sleep(0.5)
+    raise AssertionError(f"no {text!r} after {timeout} s:\n{Path(path).read_text()}")
+
+
+def finish(procs, timeout=1500):
+    try:
+        for p in procs:
+            p.wait(timeout=timeout)
+    finally:
+        for p in procs:
+            p.kill()
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_two_workers_summary_equals_one_process(run, tiny_records, tmp_path):
+    args = [*TINY, "--data", tiny_records, "--epochs", "1", *RUNS[run]]
+    (tmp_path / "single").mkdir()
+    (tmp_path / "cluster").mkdir()
+    procs = [train(args, tmp_path / "single")]
+    procs += [train(args, tmp_path / "cluster", config, log=tmp_path / "cluster" / f"worker-{i}.log")
+              for i, config in enumerate(cluster_configs())]
+    finish(procs)
+    logs = [Path(p.args[0]).name for p in procs]  # noqa: F841 (kept for debugging)
+    outputs = "\n".join(f.read_text() for f in sorted(tmp_path.rglob("*.log")))
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    single = json.loads((tmp_path / "single" / "runs" / "mobilenetv2" / "summary.json").read_text())
+    chief = json.loads((tmp_path / "cluster" / "runs" / "mobilenetv2" / "summary.json").read_text())
+    assert "with 2 replica(s)" in (tmp_path / "cluster" / "worker-0.log").read_text()
+    assert not (tmp_path / "cluster" / "runs" / "mobilenetv2" / "workers" / "worker-1" / "summary.json").exists()
+    results = [("validation", single["validation"], chief["validation"])]
+    if run == "coteaching":
+        results += [(f"net {k}", single["networks"][k]["validation"], chief["networks"][k]["validation"])
+                    for k in ("a", "b")]
+    if run == "swa":
+        results.append(("swa", single["swa"]["validation"], chief["swa"]["validation"]))
+    for name, expected, got in results:
+        for key in AUCS:
+            assert got[key] == pytest.approx(expected[key], abs=1e-3), (name, key, got, expected)
+    # Not vacuous: one epoch moved the weights away from the prior-bias start (chance PR-AUC-macro is ~0.05)
+    assert single["validation"]["ROC-AUC-macro"] != pytest.approx(0.5, abs=1e-3)
+
+
+def test_a_worker_whose_peer_is_killed_exits_with_a_clear_error(tiny_records, tmp_path):
+    heartbeat = 10
+    args = [*TINY, "--data", tiny_records, "--epochs", "200"]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    procs = [train(args, tmp_path, config, log=log, TFMOOD_HEARTBEAT_TIMEOUT_S=str(heartbeat))
+             for config, log in zip(cluster_configs(), logs)]
+    try:
+        wait_for_line(logs[0], "epoch 1/200", procs[0], timeout=900)  # training is under way on both
+        procs[1].kill()
+        killed = time.monotonic()
+        procs[0].wait(timeout=heartbeat + 120)  # the bound: heartbeat timeout + slack for a busy machine
+        took = time.monotonic() - killed
+    finally:
+        for p in procs:
+            p.kill()
+    output = logs[0].read_text()
+    assert procs[0].returncode not in (0, None), output
+    assert "PeerLost: worker worker-0: lost contact with another worker" in output, output
+    print(f"survivor stopped {took:.0f} s after its peer was killed")
+
+
+def test_a_worker_alone_gives_up_after_the_start_timeout(tiny_records, tmp_path):
+    args = [*TINY, "--data", tiny_records, "--epochs", "1"]
+    log = tmp_path / "worker-0.log"
+    proc = train(args, tmp_path, cluster_configs()[0], log=log, TFMOOD_CLUSTER_START_TIMEOUT_S="15")
+    try:
+        wait_for_line(log, "Waiting for the 2 workers", proc, timeout=600)
+        started = time.monotonic()
+        proc.wait(timeout=15 + 60)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "did not all start within 15 s" in log.read_text(), log.read_text()
+    assert took < 15 + 60
+
+
+def test_sigterm_stops_a_waiting_worker(tiny_records, tmp_path):
+    args = [*TINY, "--data", tiny_records, "--epochs", "1"]
+    log = tmp_path / "worker-0.log"
+    proc = train(args, tmp_path, cluster_configs()[0], log=log)  # its peer never starts: it waits
+    try:
+        wait_for_line(log, "Waiting for the 2 workers", proc, timeout=600)
+        time.sleep(5)  # inside TensorFlow's wait for the peer (where it used to ignore SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
