@@ -43,6 +43,85 @@ def test_efficientnet_rejects_bad_duplicate_bands():
 
 
 @pytest.mark.slow
+def test_efficientnet_b0_timm_source_harness():
+    """SELAB's timm-style EfficientNet-B0 (symmetric padding, zoo mobile blocks) through the shared harness."""
+    run_model_test("efficientnet_b0", input_shape=(32, None, 1), source="timm", drop_connect_rate=0.2)
+
+
+def _layers(model, kind):
+    return [l for l in model._flatten_layers(include_self=False, recursive=True) if isinstance(l, kind)]
+
+
+def test_efficientnet_settings_follow_each_source():
+    """HCMUS (efficientnet_pytorch, keras.applications): head dropout 0.2, drop-connect 0.2 * b / 16 on the skip
+    blocks, backbone BN momentum 0.99 (PyTorch 0.01) kept through models.build while bw2col's BN gets 0.9.
+    SELAB (timm create_model): no head dropout, no stochastic depth, timm's BN momentum (PyTorch 0.1)."""
+    import keras
+
+    hcmus = models.build("efficientnet_b0", input_shape=(32, None, 1))
+    assert hcmus.get_layer("head_dropout").rate == 0.2
+    drops = sorted(l.rate for l in _layers(hcmus, keras.layers.Dropout) if l.name.endswith("_drop"))
+    np.testing.assert_allclose(drops, [0.2 * b / 16 for b in (2, 4, 6, 7, 9, 10, 12, 13, 14)])
+    momenta = {(l.name == "stem_bn", l.momentum) for l in _layers(hcmus, keras.layers.BatchNormalization)}
+    assert momenta == {(True, 0.9), (False, 0.99)}
+
+    selab = models.build("efficientnet_b0", input_shape=(32, None, 1), source="timm")
+    assert not _layers(selab, keras.layers.Dropout)
+    assert {l.momentum for l in _layers(selab, keras.layers.BatchNormalization)} == {0.9}
+    assert {l.epsilon for l in _layers(selab, keras.layers.BatchNormalization) if l.name != "stem_bn"} == {1e-5}
+
+    options = dict(dropout=0.3, drop_connect_rate=0.1, backbone_bn_momentum=0.95)
+    for source in ("keras", "timm"):
+        model = models.build("efficientnet_b0", input_shape=(32, None, 1), source=source, **options)
+        assert model.get_layer("head_dropout").rate == 0.3
+        block_rates = [l.rate for l in _layers(model, keras.layers.Dropout) if l.name != "head_dropout"]
+        assert len(block_rates) == 9 and max(block_rates) == pytest.approx(0.1 * 14 / 16)
+        assert {l.momentum for l in _layers(model, keras.layers.BatchNormalization) if l.name != "stem_bn"} == {0.95}
+
+
+def test_mixnet_has_no_head_dropout_by_default():
+    """timm's mixnet_s (SELAB's create_model) has drop_rate 0; ReXNet-100's timm default is 0.2."""
+    assert "head_dropout" not in [l.name for l in models.build("mixnet_s", **TINY["mixnet_s"]).layers]
+    assert models.build("rexnet_100", **TINY["rexnet_100"]).get_layer("head_dropout").rate == 0.2
+
+
+def test_timm_source_imagenet_and_port_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="tools/port_timm.py"):
+        models.build("efficientnet_b0", input_shape=(32, None, 1), source="timm", imagenet=True)
+    with pytest.raises(ValueError, match="needs source='timm'"):
+        models.build("efficientnet_b0", input_shape=(32, None, 1), weights="x.keras")
+    missing = str(tmp_path / "missing.keras")
+    with pytest.raises(FileNotFoundError, match="missing.keras': no such file"):
+        models.build("mixnet_s", weights=missing, **TINY["mixnet_s"])
+    other = models.build("rexnet_100", input_shape=(None, None, 3), imagenet_classes=10, **TINY["rexnet_100"])
+    other.save(tmp_path / "rexnet.keras")
+    with pytest.raises(ValueError, match="holds 'rexnet_100', not 'mixnet_s'"):
+        models.build("mixnet_s", weights=str(tmp_path / "rexnet.keras"), **TINY["mixnet_s"])
+    wide = dict(TINY["rexnet_100"], width_mult=0.5)
+    with pytest.raises(ValueError, match="other width/depth options"):
+        models.build("rexnet_100", weights=str(tmp_path / "rexnet.keras"), **wide)
+
+
+def test_port_file_sets_the_backbone_and_keeps_stem_and_head(tmp_path):
+    """Torch-free half of the timm port: a port file (timm's classifier) -> a tagger's backbone, by layer name."""
+    port = models.build("mixnet_s", input_shape=(None, None, 3), imagenet_classes=10, **TINY["mixnet_s"])
+    for layer in port.layers:  # distinguishable values
+        layer.set_weights([np.full(w.shape, 0.5 + i, "float32") for i, w in enumerate(layer.get_weights())])
+    port.save(tmp_path / "mixnet.keras")
+    tagger = models.build("mixnet_s", weights=str(tmp_path / "mixnet.keras"), **TINY["mixnet_s"])
+    fresh = models.build("mixnet_s", **TINY["mixnet_s"])
+    for layer in tagger.layers:
+        if not layer.weights:
+            continue
+        if layer.name in ("stem_bn", "stem_conv1", "stem_conv2", "head_scores"):
+            assert not np.allclose(layer.get_weights()[0], 0.5)
+        else:
+            for mine, theirs in zip(layer.get_weights(), port.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(mine, theirs)
+    assert len(tagger.weights) == len(fresh.weights)
+
+
+@pytest.mark.slow
 def test_efficientnet_b7_harness():
     run_model_test("efficientnet_b7", input_shape=(16, None, 1), frames=(64, 37))
 
@@ -51,6 +130,7 @@ def test_efficientnet_b7_harness():
 def test_efficientnet_b7_builds_with_wavenet_defaults():
     model = models.build("efficientnet_b7", input_shape=(16, None, 1))
     assert model.get_layer("duplicate_bands").output.shape[1] == 32
+    assert model.get_layer("head_dropout").rate == 0.5  # efficientnet_pytorch's B7 (HCMUS)
     assert 63e6 < model.count_params() < 68e6  # Keras's EfficientNetB7 trunk is 64.1 M parameters
 
 
@@ -136,12 +216,13 @@ def test_shake_fa_resnet_is_deterministic_at_inference():
     np.testing.assert_array_equal(np.asarray(model(x, training=False)), np.asarray(model(x, training=False)))
 
 
-@pytest.mark.parametrize("name, reference", [("rexnet_100", 4_796_873), ("mixnet_s", 4_134_606),
-                                             ("resnet34", 21_797_672)])
-def test_timm_rebuilds_match_reference_parameter_counts(name, reference):
-    """Trainable parameters of the bare 224x224x3 ImageNet classifier; timm reports 4.80 M / 4.13 M, torchvision
-    21,797,672 for ResNet-34."""
-    model = models.build(name, input_shape=(224, 224, 3), imagenet_classes=1000)
+@pytest.mark.parametrize("name, reference, options", [
+    ("rexnet_100", 4_796_873, {}), ("mixnet_s", 4_134_606, {}), ("efficientnet_b0", 5_288_548, {"source": "timm"}),
+    ("resnet34", 21_797_672, {})])
+def test_timm_rebuilds_match_reference_parameter_counts(name, reference, options):
+    """Trainable parameters of the bare 224x224x3 ImageNet classifier; timm 1.0.31 reports 4,796,873 / 4,134,606 /
+    5,288,548 (efficientnet_b0), torchvision 21,797,672 for ResNet-34."""
+    model = models.build(name, input_shape=(224, 224, 3), imagenet_classes=1000, **options)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == reference
 
