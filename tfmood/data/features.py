@@ -61,19 +61,44 @@ def load_wavenet(path: str, bands: int = 16) -> np.ndarray:
     return validate(array, bands)
 
 
-@FEATURE_KINDS.register("audio")
-def load_audio_features(path: str, bands: int = 96) -> np.ndarray:
-    """Raw audio (mp3, ogg, flac, wav) through tfmood's MTG mel frontend."""
-    from tfmood import audio, frontend  # lazy: librosa is slow to import
+def _from_audio(path: str, bands: int, to_features) -> np.ndarray:
+    """Decode raw audio (mp3, ogg, flac, wav) and run `to_features(path)`; decoding errors are BadTracks."""
+    from tfmood import audio  # lazy: librosa is slow to import
 
     if not os.path.exists(path):
         raise BadTrack("missing file")
     try:
-        mel = frontend.audio_to_mel(path)
-    except audio.AudioError as e:
+        features = to_features(path)
+    except (audio.AudioError, ValueError) as e:  # undecodable, or too short for the frontend
         raise BadTrack(str(e)) from None
-    return validate(mel, bands)
+    return validate(features, bands)
 
 
-FEATURE_SUFFIX = {"mel": ".npy", "wavenet": ".npy", "audio": None}  # None: keep PATH's own extension
-DEFAULT_BANDS = {"mel": 96, "wavenet": 16, "audio": 96}
+@FEATURE_KINDS.register("audio")
+def load_audio_features(path: str, bands: int = 96) -> np.ndarray:
+    """Raw audio through tfmood's MTG mel frontend (12 kHz, 96 bands: MTG's distributed .npy)."""
+    from tfmood import frontend
+
+    return _from_audio(path, bands, frontend.audio_to_mel)
+
+
+@FEATURE_KINDS.register("audio-cpjku")
+def load_cpjku_features(path: str, bands: int = 256) -> np.ndarray:
+    """Raw audio through CP-JKU's input (tfmood.cpjku_frontend): 44.1 kHz, 2048 window, hop 512, A-weighted
+    dB, 256 bands — the input of CP-JKU's MediaEval runs 1-3."""
+    from tfmood import cpjku_frontend
+
+    return _from_audio(path, bands, cpjku_frontend.audio_to_cpjku)
+
+
+@FEATURE_KINDS.register("audio-cpjku-hop1536")
+def load_cpjku_hop1536_features(path: str, bands: int = 256) -> np.ndarray:
+    """As `audio-cpjku` with hop 1536 (25% overlap): the input of CP-JKU's runs 4-5 (CRNN, ResNet34)."""
+    from tfmood import cpjku_frontend
+
+    return _from_audio(path, bands, lambda p: cpjku_frontend.audio_to_cpjku(p, hop=1536))
+
+
+AUDIO_KINDS = ("audio", "audio-cpjku", "audio-cpjku-hop1536")
+FEATURE_SUFFIX = {"mel": ".npy", "wavenet": ".npy", **{k: None for k in AUDIO_KINDS}}  # None: PATH's extension
+DEFAULT_BANDS = {"mel": 96, "wavenet": 16, "audio": 96, "audio-cpjku": 256, "audio-cpjku-hop1536": 256}
