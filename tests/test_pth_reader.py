@@ -244,3 +244,14 @@ def test_torch_older_than_2_6_is_refused_for_weights_only_loads(tmp_path, monkey
     monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
     with pytest.raises(RuntimeError, match=r"torch 2.5.1\+cpu cannot read .*CVE-2025-32434"):
         timm_port.read_checkpoint(str(path))
+
+
+def test_the_pickle_cap_does_not_limit_the_storages(tmp_path, monkeypatch):
+    """Only the pickle is capped: a legacy file whose raw storages are far larger still reads."""
+    monkeypatch.setattr(mtg_baseline, "MAX_PICKLE_BYTES", 4096)
+    big = np.arange(100_000, dtype=np.float32)
+    path = legacy_file(tmp_path / "big.pth", {"w": ("0", big.size, 0, (big.size,), (1,))}, {"0": big})
+    np.testing.assert_array_equal(read_torch_state_dict(path)["w"], big)
+    pickled = pickle.dumps(collections.OrderedDict(w="x" * 10_000), protocol=2)
+    with pytest.raises(CheckpointError, match="larger than 4096 bytes"):
+        read_torch_state_dict(legacy_file(tmp_path / "long.pth", {}, {}, pickled=pickled))

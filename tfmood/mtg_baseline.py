@@ -161,18 +161,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _check_pickle(data: bytes, what: str):
-    """Cap a pickle's size, opcode count and memo before unpickling it (genops only parses, runs nothing)."""
-    if len(data) > MAX_PICKLE_BYTES:
-        raise CheckpointError(f"the {what} pickle is {len(data)} bytes (at most {MAX_PICKLE_BYTES} accepted)")
+    """Cap a pickle's size, opcode count and memo before unpickling it (genops only parses, runs nothing).
+
+    `data` starts with the pickle and may go on (the legacy format's raw storages follow it); returns where
+    the pickle ends."""
     ops = memo = 0
     stream = io.BytesIO(data)
-    for opcode, _arg, _pos in pickletools.genops(stream):
-        ops += 1
-        memo += opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE")
-        if ops > MAX_PICKLE_OPS or memo > MAX_MEMO:
-            raise CheckpointError(f"the {what} pickle has more than {MAX_PICKLE_OPS} operations or "
-                                  f"{MAX_MEMO} memo entries: not a state dict")
-    return stream.tell()  # where the pickle ends
+    try:
+        for opcode, _arg, _pos in pickletools.genops(stream):
+            ops += 1
+            memo += opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE")
+            if ops > MAX_PICKLE_OPS or memo > MAX_MEMO:
+                raise CheckpointError(f"the {what} pickle has more than {MAX_PICKLE_OPS} operations or "
+                                      f"{MAX_MEMO} memo entries: not a state dict")
+    except ValueError as e:
+        if len(data) > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"the {what} pickle is larger than {MAX_PICKLE_BYTES} bytes") from None
+        raise CheckpointError(f"the {what} pickle is damaged ({e})") from None
+    if stream.tell() > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"the {what} pickle is larger than {MAX_PICKLE_BYTES} bytes")
+    return stream.tell()
 
 
 def _load_pickle(buf: memoryview, pos: int, unpickler_factory, what: str):

@@ -75,10 +75,6 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
-def shard_pattern(split: str) -> str:
-    return f"{split}-*-of-*.tfrecord"
-
-
 def decode_header(serialized: bytes):
     """(track_id, label_indices, frames) without touching the feature bytes (for inspection)."""
     f = tf.train.Example.FromString(serialized).features.feature
