@@ -77,7 +77,15 @@ def lattice_steps(count: int, budget: int = 200) -> int:
 
 
 def _stack(predictions) -> np.ndarray:
-    return np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
+    """Members as one [members, tracks, tags] float32 array: the searches evaluate thousands of weighted
+    averages, and float32 halves the memory each one streams through (the objective is rank-based, so
+    float32's precision is ample; reported scores are recomputed in float64 by `average_snapshots`)."""
+    return np.stack([np.asarray(p, dtype=np.float32) for p in predictions])
+
+
+def _mix(weights, stack) -> np.ndarray:
+    """The weighted average in the stack's dtype (float64 weights would upcast a copy of the whole stack)."""
+    return np.tensordot(np.asarray(weights, stack.dtype), stack, axes=1)
 
 
 def fit_mean(stack, groundtruth, max_evals=200) -> np.ndarray:
@@ -86,15 +94,17 @@ def fit_mean(stack, groundtruth, max_evals=200) -> np.ndarray:
 
 def fit_simplex(stack, groundtruth, max_evals: int = 200) -> np.ndarray:
     """Weights maximising validation PR-AUC-macro over the simplex: 1 model: weight 1; 2 models: a 0.01
-    grid; 3+: the finest lattice with <= `max_evals` points, then Nelder-Mead (at most `max_evals`
-    more evaluations) from the best point on `w = |z| / sum|z|` (a parametrisation that reaches 0)."""
+    grid; 3+: the finest lattice with <= `max_evals` points, then Nelder-Mead for the rest of the
+    `max_evals` budget (at least 2 per member) from the best point on `w = |z| / sum|z|` (a
+    parametrisation that reaches 0 weights)."""
     count = len(stack)
     if count == 1:
         return np.ones(1)
-    score = lambda w: pr_auc_macro(groundtruth, np.tensordot(w, stack, axes=1))  # noqa: E731
+    score = lambda w: pr_auc_macro(groundtruth, _mix(w, stack))  # noqa: E731
     grid = simplex_lattice(count, lattice_steps(count, max_evals))
     values = np.array([score(w) for w in grid])
     best_w, best = grid[int(np.argmax(values))], float(values.max())
+    remaining = max_evals if count == 2 else max(max_evals - len(grid), 2 * count)
     if count > 2:
         from scipy import optimize  # ~1 s to import: only when a 3+ model search needs it
 
@@ -103,7 +113,7 @@ def fit_simplex(stack, groundtruth, max_evals: int = 200) -> np.ndarray:
         # wide enough to cross rank changes of the piecewise-constant objective.
         start = best_w + 0.1 * np.vstack([np.zeros(count), np.eye(count)])
         found = optimize.minimize(lambda z: -score(to_simplex(z)), best_w, method="Nelder-Mead",
-                                  options={"maxfev": max_evals, "xatol": 1e-3, "fatol": 1e-6,
+                                  options={"maxfev": remaining, "xatol": 1e-3, "fatol": 1e-6,
                                            "initial_simplex": start})
         if -found.fun > best:
             best_w = to_simplex(found.x)
@@ -171,7 +181,7 @@ def cross_validate(method: str, stack, groundtruth, folds: int = 5, seed: int = 
     for test in fold_indices(len(gt), folds, seed):
         train = np.setdiff1d(np.arange(len(gt)), test)
         w = get_method(method)(stack[:, train], gt[train], max_evals=max_evals)
-        held_out[test] = np.tensordot(w, stack[:, test], axes=1)
+        held_out[test] = _mix(w, stack[:, test])
         scores.append(pr_auc_macro(gt[test], held_out[test]))
     pooled = pr_auc_macro(gt, held_out)
     return (pooled, np.array(scores)) if per_fold else pooled
@@ -218,7 +228,7 @@ def select(val_predictions, val_groundtruth, method: str = "auto", folds: int = 
     weights = get_method(chosen)(stack, gt, max_evals=max_evals)
     for name in names:  # in-sample scores: only the chosen method is refitted on all of validation
         w = weights if name == chosen else get_method(name)(stack, gt, max_evals=max_evals)
-        estimates[name]["in_sample"] = pr_auc_macro(gt, np.tensordot(w, stack, axes=1))
+        estimates[name]["in_sample"] = pr_auc_macro(gt, _mix(w, stack))
     return {"method": chosen, "weights": weights, "estimates": estimates}
 
 
@@ -226,4 +236,4 @@ def tune_weights(val_predictions, val_groundtruth, max_evals: int = 200, method:
     """`(weights, validation PR-AUC-macro)` of one method fitted on all of validation (no estimate)."""
     stack = _stack(val_predictions)
     w = get_method(method)(stack, np.asarray(val_groundtruth, bool), max_evals=max_evals)
-    return w, pr_auc_macro(val_groundtruth, np.tensordot(w, stack, axes=1))
+    return w, pr_auc_macro(val_groundtruth, _mix(w, stack))
