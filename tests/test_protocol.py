@@ -86,8 +86,9 @@ def test_one_clip_gets_one_answer_everywhere(world):
     answers = {}
 
     # 1. the CLI, as a user runs it
-    run = subprocess.run([sys.executable, "-m", "tfmood.predict", *files, "--model", str(root / "saved_models" / "tiny"),
-                          "--json"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "tfmood.predict", *files, "--model",
+                          str(root / "saved_models" / "tiny"), "--json"], capture_output=True, text=True, cwd=REPO,
+                         timeout=300)
     assert run.returncode == 0, run.stderr
     records = {r["file"]: r for r in map(json.loads, run.stdout.splitlines())}
     answers["predict"] = np.array([[records[f]["scores"][t] for t in TAGS] for f in files])

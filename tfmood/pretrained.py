@@ -14,14 +14,11 @@ same file from elsewhere (a mirror; the tests' local server), the checksum still
 """
 
 import hashlib
-import logging
 import os
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 BASELINE_URL = ("https://raw.githubusercontent.com/MTG/mtg-jamendo-dataset/"
                 "ab2cc39cf1f0d6b622e676a14096706a1b24915e/scripts/baseline/models/best_model.pth")
