@@ -392,7 +392,7 @@ def build_manifest(tasks, results, options) -> dict:
             if r[key] is not None:
                 s[key] = r[key] if s[key] is None else pick(s[key], r[key])
         s["shards"].append(task.name)  # the readers' only index of the shards (never a glob)
-        s["shard_bytes"].append(r["shard_bytes"])
+        s["shard_bytes"].append(r.get("shard_bytes"))  # lets readers spot a truncated copy up front
         s["tag_counts"] = [a + b for a, b in zip(s["tag_counts"], r["tag_counts"])]
         s["track_frames"] += r["track_frames"]  # lets the pipeline know an epoch's exact length
         s["skipped"] += [{k: v for k, v in b.items() if k != "file_state"} for b in r["skipped"]]
