@@ -1,6 +1,7 @@
 """REST serving throughput and latency: N concurrent clients against `python -m tfmood.serve` on 127.0.0.1.
 
-    python tools/bench_serving.py [--model tiny|mobilenetv2] [--requests 200] [--clients 8] [--frames 960]
+    python tools/bench_serving.py [--model tiny|mobilenetv2] [--requests 200] [--clients 8] [--frames 960] \
+        [--max-concurrent-requests N]
 
 Exports a freshly initialised model, starts the server in a subprocess, sends `--requests` row-format predict
 requests (one [96, frames] log-mel each, the JSON is built once) from `--clients` threads with keep-alive
@@ -65,9 +66,10 @@ def summary(label, latencies, wall):
             f"{1000 * np.percentile(latencies, 99):.1f} |")
 
 
-def start_server(base_path):
+def start_server(base_path, max_concurrent_requests=None):
+    flags = [] if max_concurrent_requests is None else ["--max-concurrent-requests", str(max_concurrent_requests)]
     process = subprocess.Popen([sys.executable, "-m", "tfmood.serve", "--model-base-path", base_path,
-                                "--port", "0", "--poll-seconds", "0"], stdout=subprocess.PIPE, text=True)
+                                "--port", "0", "--poll-seconds", "0", *flags], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     match = re.search(r"on http://([\d.]+):(\d+)", line)
     if not match:
@@ -83,6 +85,8 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--frames", type=int, default=960)
+    parser.add_argument("--max-concurrent-requests", type=int,
+                        help="passed to the server (default: the server's own default)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -99,7 +103,7 @@ def main(argv=None):
     signature(mel=tensor)  # trace/warm
     direct, direct_wall = run_threads(args.clients, args.requests, lambda state: signature(mel=tensor))
 
-    process, host, port = start_server(os.path.dirname(path))
+    process, host, port = start_server(os.path.dirname(path), args.max_concurrent_requests)
     try:
         def send(state):
             if "connection" not in state:
@@ -119,7 +123,8 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"model={args.model} request=[1, 96, {args.frames}] ({len(body) / 1e6:.2f} MB JSON) "
-          f"clients={args.clients} requests={args.requests}")
+          f"clients={args.clients} requests={args.requests} "
+          f"max_concurrent_requests={args.max_concurrent_requests or 'server default'}")
     print("| path | requests/s | p50 ms | p99 ms |\n|---|---|---|---|")
     print(summary("in-process signature (baseline)", direct, direct_wall))
     print(summary("REST :predict, row format", rest, rest_wall))
