@@ -96,7 +96,7 @@ def test_vggish_has_mtgs_parameter_count():
 
 # === torchvision ResNet-34 ===
 
-@pytest.mark.parametrize("shape", [(64, 64), (37, 45)])  # odd sizes check the stride-2 padding
+@pytest.mark.parametrize("shape", [(37, 45), pytest.param((64, 64), marks=pytest.mark.slow)])  # odd: stride-2 padding
 def test_resnet34_matches_torchvision(shape):
     torchvision = pytest.importorskip("torchvision")
     reference = port.randomize(torchvision.models.resnet34(weights=None), seed=2)
