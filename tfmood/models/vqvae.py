@@ -222,7 +222,8 @@ def build_vqvae(bands: int = 96, code_dim: int = 256, num_codes: int = 1024, bet
 
 def load_encoder_weights(encoder: keras.Model, path: str) -> None:
     """Copy pre-trained weights onto `encoder`: a VQ-VAE `.keras` file (its `vqvae_encoder`), or an encoder-only
-    `.weights.h5` as written by `tfmood.training.vqvae_pretrain`."""
+    `.weights.h5` as written by `tfmood.training.vqvae_pretrain`. Weights pre-trained before the residual skip
+    was rectified (tfmood before 2026-12-02, x + F(x)) load but compute other codes here: pre-train again."""
     if path.endswith(".keras"):
         source = keras.models.load_model(path, compile=False).get_layer("vqvae_encoder")
         mine, theirs = [tuple(w.shape) for w in encoder.weights], [tuple(w.shape) for w in source.weights]
