@@ -154,7 +154,7 @@ def test_optimizers():
     assert sgd.nesterov and sgd.momentum == 0.9 and sgd.weight_decay == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="amsgrad"):
         optimizers.build(TrainConfig(optimizer="sgd", amsgrad=True))
-    with pytest.raises(LookupError, match="Known optimizers: adam, adamw, sgd"):
+    with pytest.raises(LookupError, match="Known optimizers: adam, adam_sgd, adamw, sgd"):
         TrainConfig(optimizer="rmsprop").validate()
 
 
@@ -163,7 +163,7 @@ def test_config_validation_and_cli_flags():
         TrainConfig(mixup_mode="losses").validate()
     with pytest.raises(ValueError, match="mixup_mode"):
         TrainConfig(mixup_mode="labels").validate()
-    with pytest.raises(LookupError, match="Known schedules: cosine, cpjku, plateau"):
+    with pytest.raises(LookupError, match="Known schedules: cosine, cpjku, plateau, staged"):
         TrainConfig(schedule="step").validate()
     cfg = train_cli.config_from_args(train_cli.parse_args(
         ["--loss", "weighted_focal", "--schedule", "cpjku", "--schedule-option", "decay_start=3",
