@@ -57,8 +57,17 @@ def runs(tmp_path_factory):
             print("a Python warning during the import", file=sys.stderr)
         print("after the window", file=sys.stderr)
     """)
+    background = textwrap.dedent("""
+        import sys, threading, time
+        import tfmood
+        threading.Thread(target=lambda: __import__("tensorflow"), daemon=True).start()  # as tfmood.predict does
+        time.sleep(0.5)  # the import is under way, fd 2 is captured
+        print("main thread message", file=sys.stderr)
+        raise RuntimeError("main thread failed while TensorFlow was importing")
+    """)
     missing = tmp / "missing"
     commands = {
+        "background_import": ["-c", background],
         "list_models": ["-m", "tfmood.train", "--list-models"],
         "device_use": ["-c", device_use],
         "window": ["-c", window],
@@ -111,6 +120,12 @@ def test_the_window_keeps_unknown_lines(runs):
     assert stderr.splitlines() == [
         "E0000 00:00:1796168967.250081    7445 some_kernel.cc:12] Real failure: disk on fire",
         "a Python warning during the import", "after the window"]
+
+
+def test_exit_during_a_background_import_loses_nothing(runs):
+    code, _, stderr = runs["background_import"]
+    assert code == 1 and "main thread message" in stderr
+    assert "RuntimeError: main thread failed while TensorFlow was importing" in stderr
 
 
 def test_cuinit_failure_is_kept_when_a_driver_exists():

@@ -19,6 +19,7 @@ file descriptor 2 pointed at a temporary file, the CUDA platform is initialised 
 GPUs stay visible: nothing sets CUDA_VISIBLE_DEVICES. Set TFMOOD_TF_STARTUP_LOGS=1 to see every line.
 """
 
+import atexit
 import ctypes
 import importlib.abc
 import importlib.util
@@ -26,6 +27,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 SHOW_ALL_ENV = "TFMOOD_TF_STARTUP_LOGS"
 _CPP = r"^[IWE]\d{4} [\d:.]+\s+\d+ "  # absl's prefix: severity, date, time, thread id
@@ -113,10 +115,15 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _FilteredStderr:
-    """Point fd 2 at a temporary file; on exit restore it and write the captured text minus benign lines."""
+    """Point fd 2 at a temporary file; on exit restore it and write the captured text minus benign lines.
+
+    fd 2 belongs to the whole process, and tfmood.predict imports TensorFlow in a background thread: if the
+    main thread fails and the interpreter exits while the window is open, an atexit handler restores fd 2 and
+    writes out what was captured (the main thread's error included), so nothing but the benign lines is lost.
+    """
 
     def __enter__(self):
-        self._saved = None
+        self._saved, self._lock = None, threading.Lock()
         try:
             sys.stderr.flush()
             self._capture = tempfile.TemporaryFile()
@@ -124,21 +131,29 @@ class _FilteredStderr:
             os.dup2(self._capture.fileno(), 2)
         except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreters): no filtering
             self._saved = None
+            return self
+        atexit.register(self._finish)
         return self
 
     def __exit__(self, *exc):
-        if self._saved is None:
-            return False
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._capture.seek(0)
-        text = filter_lines(self._capture.read().decode("utf-8", errors="replace"))
-        self._capture.close()
+        atexit.unregister(self._finish)
+        self._finish()
+        return False
+
+    def _finish(self):
+        with self._lock:
+            if self._saved is None:
+                return
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._saved = None
+            self._capture.seek(0)
+            text = filter_lines(self._capture.read().decode("utf-8", errors="replace"))
+            self._capture.close()
         data = text.encode("utf-8", errors="replace")
         while data:
             data = data[os.write(2, data):]
-        return False
