@@ -34,6 +34,7 @@ def write_clip(path, seconds=30, rate=44100):
 def checkout(rev, folder):
     archive = subprocess.run(["git", "-C", REPO, "archive", rev, "tfmood", "tools"], check=True,
                              capture_output=True).stdout
+    os.makedirs(folder)
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
     return folder
 
