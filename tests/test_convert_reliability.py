@@ -1,7 +1,6 @@
 """Conversion under crashes, reruns and hostile input: the manifest is the only index, no stale state accepted."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
