@@ -67,3 +67,23 @@ def test_write_split_round_trips_in_mtg_format(tmp_path):
     metadata.write_split(str(path), tracks)
     assert path.read_bytes().count(b"\r\n") == 2
     assert metadata.read_split(str(path)) == tracks
+
+
+def test_encoding_problems_name_file_and_line(tmp_path):
+    header = b"TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\r\n"
+    row = b"track_0000001\tartist_1\talbum_1\t01/1.mp3\t10.0\tmood/theme---calm\r\n"
+    path = tmp_path / "latin.tsv"
+    path.write_bytes(header + row + row.replace(b"artist_1", b"artist_\xe9"))
+    with pytest.raises(ValueError, match=r"latin.tsv:3: not UTF-8 text \(byte 0xe9"):
+        metadata.read_split(str(path))
+    path.write_bytes(b"\xef\xbb\xbf" + header + row)  # a UTF-8 byte-order mark, as some editors save
+    assert [t.track_id for t in metadata.read_split(str(path))] == [1]
+
+
+@pytest.mark.parametrize("bad", ["../1.mp3", "01/../../1.mp3", "/etc/1.mp3", "C:/1.mp3", "..\\1.mp3", ""])
+def test_paths_must_stay_inside_the_root(tmp_path, bad):
+    path = tmp_path / "escape.tsv"
+    path.write_text("TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\n"
+                    f"track_0000001\ta\tb\t{bad}\t10.0\tmood/theme---calm\n")
+    with pytest.raises(ValueError, match=r"escape.tsv:2: PATH .* must be a relative path inside"):
+        metadata.read_split(str(path))
