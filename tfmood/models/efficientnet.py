@@ -11,14 +11,15 @@ The two seeds ran two different EfficientNet implementations; `source` picks one
   it pads stride-2 convs TF-style, (0, 1) / (1, 2), and its defaults are that library's: head dropout 0.2 (B0) /
   0.5 (B7), drop-connect 0.2 growing linearly over the blocks. `efficientnet_pytorch` keeps batch-norm statistics
   with momentum 0.01 (PyTorch terms), i.e. 0.99 in Keras terms (keras.applications' own): the backbone keeps it
-  against `models.build`'s zoo-wide 0.9, while bw2col (plain PyTorch BN in the seeds) gets 0.9. HCMUS's code (v-nhandt21/MediaEval2020 :
-  SourceCode/WaveNetModel/main.py) builds **B6 with AdvProp** weights for the WaveNet features, while the paper
-  reports B7; tfmood follows the paper (B7, standard ImageNet weights; Keras has no AdvProp weights).
+  against `models.build`'s zoo-wide 0.9, while bw2col (plain PyTorch BN in the seeds) gets 0.9. HCMUS's code
+  (v-nhandt21/MediaEval2020 : SourceCode/WaveNetModel/main.py) builds **B6 with AdvProp** weights for the WaveNet
+  features, while the paper reports B7; tfmood follows the paper (B7, standard ImageNet weights; Keras has no
+  AdvProp weights).
 - `"timm"` (SELAB): timm's PyTorch-style `efficientnet_b0` / `efficientnet_b7`, rebuilt from its block strings with
   the zoo's mobile blocks: symmetric k//2 padding, BN eps 1e-5, and `create_model`'s defaults: no head dropout, no
-  stochastic depth. Matches timm 1.0.31 output with ported weights (tests/test_differential_timm.py); its ImageNet
-  weights come from `tools/port_timm.py efficientnet_b0` as `weights=FILE` (timm's are PyTorch: `imagenet=True`
-  is the Keras source's).
+  stochastic depth. B0 matches timm 1.0.31 with ported weights (tests/test_differential_timm.py; B7's scaling is
+  timm's rule, not compared); its ImageNet weights come from `tools/port_timm.py efficientnet_b0` as
+  `weights=FILE` (timm's are PyTorch: `imagenet=True` is the Keras source's).
 `dropout` (head), `drop_connect_rate` (stochastic depth) and `backbone_bn_momentum` override the source's defaults.
 
 Input range (a decision, Keras source): Keras's EfficientNet starts with Rescaling(1/255) and an ImageNet

@@ -11,7 +11,8 @@ docs/models.md (`imagenet_classes=1000` builds the bare ImageNet classifier for 
 Head dropout 0.2 = timm's `rexnet_100` default (SELAB's `create_model` passes none). Matches timm 1.0.31 `rexnet_100`
 with ported weights (tests/test_differential_timm.py).
 Differs from the seed: ImageNet weights only through `weights=` (a file from `tools/port_timm.py rexnet_100`); the
-seed's logits + sigmoid are one sigmoid dense layer; `width_mult` / `depth_mult` < 1 follow timm's rules (small test models).
+seed's logits + sigmoid are one sigmoid dense layer; `width_mult` / `depth_mult` < 1 follow timm's rules (small
+test models).
 """
 
 import functools
