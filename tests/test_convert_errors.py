@@ -88,3 +88,23 @@ def test_corrupted_and_truncated_shards_are_named_with_the_fix(records):
         pipeline.list_shards(str(records), "train")
     with pytest.raises(LookupError, match="No split 'test'"):
         pipeline.list_shards(str(records), "test")
+
+
+def test_evaluate_names_a_corrupted_shard_instead_of_tf_anonymous_data_loss(records, tmp_path):
+    """`python -m tfmood.evaluate` on records with a flipped byte: TF says only "corrupted record at N"."""
+    import keras
+
+    from tfmood.tags import NUM_TAGS
+
+    inputs = keras.Input((96, None, 1), name="mel")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    keras.Model(inputs, keras.layers.Dense(NUM_TAGS, activation="sigmoid")(x)).save(tmp_path / "m.keras")
+    shard = records / schema.shard_name("validation", 0, 2)
+    data = bytearray(shard.read_bytes())
+    data[20] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = run([sys.executable, "-m", "tfmood.evaluate", "--model", str(tmp_path / "m.keras"), "--data",
+                  str(records), "--split", "train", "--segments", "2", "--crop-frames", "16", "--no-figure",
+                  "--out", str(tmp_path / "eval")])
+    assert result.returncode == 1 and f"Shard {shard} is corrupted" in result.stderr, result.stderr[-1500:]
+    assert "Re-run the same `python tools/convert.py` command" in result.stderr

@@ -88,6 +88,9 @@ def from_files(args) -> dict:
 
 def from_model(args) -> dict:
     """Both parts scored by the model (and snapshots) on the records, in split-TSV order."""
+    import tensorflow as tf
+
+    from tfmood.data.inspect import explain_data_loss
     from tfmood.evaluation.scoring import score_split
 
     paths = [args.model, *args.snapshots]
@@ -98,6 +101,8 @@ def from_model(args) -> dict:
                                                         args.segments, args.batch_size)
         except ValueError as error:  # a protocol conflict, a bad asset: a sentence, not a traceback
             raise SystemExit(f"error: {error}") from None
+        except tf.errors.DataLossError as error:  # TF's message names no file: find the damaged shard
+            raise SystemExit(f"error: {explain_data_loss(args.data, error)}") from None
         parts[part] = (scores, labels, ids)
     args.protocol = protocol.to_dict()  # recorded in metrics.json (provenance)
     return parts

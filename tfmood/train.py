@@ -201,8 +201,17 @@ def main(argv=None):
         return pretrain_vqvae(args)
     if args.model:
         models.MODELS.get(args.model)  # fail fast with the list of known models
+    import tensorflow as tf
+
     from tfmood.training.trainer import train
-    train(config_from_args(args))
+    cfg = config_from_args(args)
+    try:
+        train(cfg)
+    except tf.errors.DataLossError as error:  # TF's message names no file: find the damaged shard
+        from tfmood.data import demo
+        from tfmood.data.inspect import explain_data_loss
+        records = cfg.data or os.path.join(cfg.records_root, demo.VARIANTS[cfg.demo_bands][0])
+        raise SystemExit(f"error: {explain_data_loss(records, error)}") from None
     return 0
 
 

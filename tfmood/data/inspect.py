@@ -33,3 +33,15 @@ def inspect_records(records_dir: str, dtype: str = None) -> dict:
                     "`python tools/convert.py` command to rewrite it.") from None
     return {split: {"tracks": s["tracks"], "unique_tracks": len(s["track_ids"]), "frames": s["frames"],
                     "tag_counts": dict(zip(TAGS, s["tag_counts"].tolist()))} for split, s in sorted(out.items())}
+
+
+def explain_data_loss(records_dir: str, error) -> str:
+    """A sentence for TF's anonymous `DataLossError: corrupted record at N`: re-read the manifest's shards one
+    by one to name the damaged file (the one place every reader's data-loss error is explained)."""
+    try:
+        inspect_records(records_dir)
+    except (convert.DamagedRecords, OSError) as e:
+        return str(e)
+    first = str(getattr(error, "message", error)).splitlines()[0]
+    return (f"the records in {records_dir} could not be read ({first}). Re-run the same "
+            "`python tools/convert.py` command to rewrite them.")
