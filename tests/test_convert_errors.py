@@ -108,3 +108,15 @@ def test_evaluate_names_a_corrupted_shard_instead_of_tf_anonymous_data_loss(reco
                   "--out", str(tmp_path / "eval")])
     assert result.returncode == 1 and f"Shard {shard} is corrupted" in result.stderr, result.stderr[-1500:]
     assert "Re-run the same `python tools/convert.py` command" in result.stderr
+
+
+def test_train_names_a_corrupted_shard(records, tmp_path):
+    shard = records / schema.shard_name("train", 0, 2)
+    data = bytearray(shard.read_bytes())
+    data[20] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = run([sys.executable, "-m", "tfmood.train", "--model", "mobilenetv2", "--model-option", "alpha=0.35",
+                  "--batch-size", "2", "--crop-frames", "16", "--eval-segments", "2", "--epochs", "1", "--no-export",
+                  "--data", str(records), "--out", str(tmp_path / "run")])
+    assert result.returncode == 1, result.stderr[-1500:]
+    assert f"error: Shard {shard} is corrupted (corrupted record at " in result.stderr, result.stderr[-1500:]

@@ -1,5 +1,7 @@
 """Read converted records back: per-split track counts and per-tag counts from the records themselves."""
 
+import re
+
 import numpy as np
 
 from tfmood.data import convert, schema
@@ -29,7 +31,7 @@ def inspect_records(records_dir: str, dtype: str = None) -> dict:
                     s["track_ids"].add(track_id)
             except tf.errors.DataLossError as e:
                 raise convert.DamagedRecords(
-                    f"Shard {path} is corrupted ({e.message.splitlines()[0]}). Re-run the same "
+                    f"Shard {path} is corrupted ({_tf_message(e)}). Re-run the same "
                     "`python tools/convert.py` command to rewrite it.") from None
     return {split: {"tracks": s["tracks"], "unique_tracks": len(s["track_ids"]), "frames": s["frames"],
                     "tag_counts": dict(zip(TAGS, s["tag_counts"].tolist()))} for split, s in sorted(out.items())}
@@ -42,6 +44,11 @@ def explain_data_loss(records_dir: str, error) -> str:
         inspect_records(records_dir)
     except (convert.DamagedRecords, OSError) as e:
         return str(e)
-    first = str(getattr(error, "message", error)).splitlines()[0]
-    return (f"the records in {records_dir} could not be read ({first}). Re-run the same "
+    return (f"the records in {records_dir} could not be read ({_tf_message(error)}). Re-run the same "
             "`python tools/convert.py` command to rewrite them.")
+
+
+def _tf_message(error) -> str:
+    """TF's own words without its graph decorations: `{{function_node ...}} corrupted record at 12 [Op:...]`."""
+    first = (str(getattr(error, "message", error)).splitlines() or [""])[0]
+    return re.sub(r"\s*\[Op:.*$", "", re.sub(r"\{\{[^}]*\}\}\s*", "", first)).strip()
