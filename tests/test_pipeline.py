@@ -1,10 +1,12 @@
 """tf.data pipeline and augmentations, each checked eagerly and inside Dataset.map."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmood.data import augment, pipeline
+from tfmood.data import augment, convert, framestore, pipeline, schema
 from tfmood.tags import NUM_TAGS
 
 
@@ -122,3 +124,71 @@ def test_predict_tracks_averages_segment_scores(tiny_records, tiny_source):
     segs = [e["segments"].numpy().mean(axis=(1, 2, 3)).mean()
             for e in pipeline.eval_dataset(tiny_records, "test", 16, 3)]
     np.testing.assert_allclose(scores[:, 0], segs, rtol=1e-5)
+
+
+def whole_tracks(records_dir, split="train", dtype="float32"):
+    """track_id -> [bands, frames] features, decoded from the whole-track records."""
+    out = {}
+    for path in pipeline.list_shards(records_dir, split):
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            track_id, _, features = schema.decode_numpy(record, dtype)
+            out[track_id] = features
+    return out
+
+
+def test_frame_store_crops_equal_whole_track_crops(tiny_records):
+    store = framestore.ensure(tiny_records, "train")
+    tracks = whole_tracks(tiny_records)
+    assert sorted(store.track_id.tolist()) == sorted(tracks)
+    rng = np.random.default_rng(0)
+    for crop in (32, 100):  # 100 > some tracks' 40-120 frames: those crops come from the repeated track
+        room = store.effective_frames(crop) - crop + 1
+        for t in range(len(store)):
+            starts = [0, room[t] - 1, int(rng.integers(room[t]))]
+            got = store.crops([t] * 3, starts, crop).transpose(0, 2, 1)
+            whole = augment.tile_to_length(tf.constant(tracks[int(store.track_id[t])]), crop)
+            np.testing.assert_array_equal(got, augment.crops_at(whole, tf.constant(starts), crop).numpy())
+            np.testing.assert_array_equal(store.labels[t] > 0, store.labels[t] == 1)
+
+
+def test_every_frame_is_reachable_by_the_plan(tiny_records):
+    """The store holds every frame of every track, and the plan's starts span 0 .. frames - crop."""
+    store = framestore.ensure(tiny_records, "train")
+    tracks = whole_tracks(tiny_records)
+    for t in range(len(store)):
+        whole = store.crops([t], [0], int(store.frames[t]))[0].T
+        np.testing.assert_array_equal(whole, tracks[int(store.track_id[t])])
+    crop = 32
+    frames = store.effective_frames(crop)
+    room = frames - crop + 1
+    for count in (np.ones_like(room), np.maximum(1, (store.frames + crop // 2) // crop)):
+        first = augment.stratified_starts(frames, crop, 0, count, np.zeros(len(room), np.float32))
+        last = augment.stratified_starts(frames, crop, count - 1, count, np.full(len(room), 1 - 1e-7, np.float32))
+        np.testing.assert_array_equal(first, 0)
+        np.testing.assert_array_equal(last, room - 1)
+
+
+def test_frame_store_is_reused_rebuilt_when_records_change_and_checked(tiny_source, tmp_path):
+    """An old record folder gets its store on first use; a re-conversion (here to float16) rebuilds it."""
+    root, splits = tiny_source
+    out = str(tmp_path / "records")
+    small = {"train": splits["train"][:8]}
+    convert.run(small, convert.Options(features_root=str(root / "features"), out_dir=out), num_shards=2,
+                workers=1, show_progress=False)
+    first = framestore.ensure(out, "train")
+    stamp = os.stat(os.path.join(first.folder, framestore.STORE_JSON)).st_mtime_ns
+    assert os.stat(os.path.join(framestore.ensure(out).folder, framestore.STORE_JSON)).st_mtime_ns == stamp
+    convert.run(small, convert.Options(features_root=str(root / "features"), out_dir=out, dtype="float16"),
+                num_shards=2, workers=1, show_progress=False)
+    store = framestore.ensure(out, "train")
+    assert store.dtype == np.float16
+    tracks = whole_tracks(out, dtype="float16")
+    t = int(np.argmax(store.frames))
+    np.testing.assert_array_equal(store.crops([t], [3], 16)[0].T, tracks[int(store.track_id[t])][:, 3:19])
+    x, _ = next(iter(pipeline.train_dataset(out, batch_size=4, crop_frames=16, seed=0)))
+    assert x.dtype == tf.float32 and x.shape == (4, 96, 16, 1)
+    store.close()
+    with open(os.path.join(store.folder, "frames-00000.bin"), "r+b") as f:  # damage it
+        f.truncate(100)
+    with pytest.raises(OSError, match="frame store is damaged"):
+        framestore.FrameStore(store.folder).crops([0], [int(store.frames[0]) - 16], 16)

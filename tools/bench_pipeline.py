@@ -1,19 +1,24 @@
 #!/usr/bin/env python
 """Benchmark the training input pipeline against a naive per-file `np.load` loader, in one run.
 
-    python tools/bench_pipeline.py [--tracks 500] [--workdir /tmp/tfmood-bench] [--seconds 20]
+    python tools/bench_pipeline.py [--tracks 100 200] [--workdir /tmp/tfmood-bench] [--seconds 15]
+                                   [--feed 3000] [--recipes]
 
 Synthetic MTG-layout data (96-band float32 `NN/ID.npy`) whose track lengths follow the real split-0 train
 durations (read from ../shared/jamendo/data when present, else a log-normal fit with the same mean), converted
-with tools/convert.py. Both loaders do the same work: a random 96x960 crop per sample, SpecAugment, mixup,
-batch 32. Reported per loader: steady-state crops/s, bytes read from storage per crop divided by the crop's
-own bytes (read amplification), and peak RSS (each loader runs in its own process). Run with two --tracks
-values to see whether memory grows with the dataset.
+with tools/convert.py. Every loader does the same work: a random 96x960 crop per sample, SpecAugment, mixup,
+batch 32. Loaders: the naive one; tfmood with one crop per track per epoch (`crops_per_track=1`, what every
+recipe uses); tfmood with one crop per 960 frames of audio (the default). Reported per loader and dataset
+size: steady-state crops/s and crops/s per core, bytes read per crop divided by the crop's own bytes (read
+amplification), and peak RSS (each loader runs in its own process; give two --tracks values to see whether
+memory grows with the dataset). `--recipes` also runs every recipe's own crop shape, batch and augmentation
+for a few seconds and prints the cores it would take to feed `--feed` samples/s.
 """
 
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -24,6 +29,7 @@ import numpy as np
 
 CROP, BANDS, BATCH = 960, 96, 32
 SHARED_TRAIN = Path(__file__).resolve().parents[2] / "shared/jamendo/data/splits/split-0/autotagging_moodtheme-train.tsv"
+LOADERS = {"naive": None, "tfmood-one": 1, "tfmood-many": None}  # name -> crops_per_track
 
 
 def durations(n, rng):
@@ -34,7 +40,7 @@ def durations(n, rng):
     return np.clip(rng.lognormal(np.log(200), 0.45, n), 30, 3931), "log-normal (no ../shared)"
 
 
-def make_data(workdir: Path, n_tracks: int):
+def make_data(workdir: Path, n_tracks: int, bands: int = BANDS):
     from tfmood import metadata
     from tfmood.data import convert
     rng = np.random.default_rng(0)
@@ -46,41 +52,45 @@ def make_data(workdir: Path, n_tracks: int):
         path = Path(t.feature_path(str(workdir / "features")))
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, rng.normal(-40, 10, (BANDS, frames)).astype(np.float32))
+            np.save(path, rng.normal(-40, 10, (bands, frames)).astype(np.float32))
         tracks.append(t)
-    convert.run({"train": tracks}, convert.Options(str(workdir / "features"), str(workdir / "records")),
-                num_shards=16, workers=2)
+    convert.run({"train": tracks}, convert.Options(str(workdir / "features"), str(workdir / "records"), bands=bands,
+                                                   kind="mel" if bands == BANDS else "wavenet"),
+                num_shards=16, workers=2, show_progress=False)
     return tracks, source
 
 
 def naive_batches(files, rng):
     """What a simple loader does: np.load the whole file, crop, augment and mix in numpy."""
     while True:
-        for start in range(0, len(files) - BATCH + 1, BATCH):
-            x = np.empty((BATCH, BANDS, CROP), np.float32)
-            for j, f in enumerate(rng.permutation(files)[:BATCH]):
-                a = np.load(f)
-                a = np.tile(a, (1, -(-CROP // a.shape[1]))) if a.shape[1] < CROP else a
-                o = rng.integers(0, a.shape[1] - CROP + 1)
-                x[j] = a[:, o:o + CROP]
-            for j in range(BATCH):
-                if rng.random() < 0.7:
-                    for _ in range(2):
-                        w = rng.integers(0, 97); s = rng.integers(0, CROP - w + 1); x[j, :, s:s + w] = x[j].min()
-                        w = rng.integers(0, 10); s = rng.integers(0, BANDS - w + 1); x[j, s:s + w] = x[j].min()
-            lam = rng.beta(0.3, 0.3, BATCH)[:, None, None]
-            yield lam * x + (1 - lam) * x[rng.permutation(BATCH)]
+        x = np.empty((BATCH, BANDS, CROP), np.float32)
+        for j, i in enumerate(rng.choice(len(files), BATCH, replace=len(files) < BATCH)):
+            a = np.load(files[i])
+            a = np.tile(a, (1, -(-CROP // a.shape[1]))) if a.shape[1] < CROP else a
+            o = rng.integers(0, a.shape[1] - CROP + 1)
+            x[j] = a[:, o:o + CROP]
+        for j in range(BATCH):
+            if rng.random() < 0.7:
+                for _ in range(2):
+                    w = rng.integers(0, 97); s = rng.integers(0, CROP - w + 1); x[j, :, s:s + w] = x[j].min()
+                    w = rng.integers(0, 10); s = rng.integers(0, BANDS - w + 1); x[j, s:s + w] = x[j].min()
+        lam = rng.beta(0.3, 0.3, BATCH)[:, None, None]
+        yield lam * x + (1 - lam) * x[rng.permutation(BATCH)]
 
 
-def measure(batches, seconds, warmup=10):
+def measure(batches, seconds, batch=BATCH, warmup=10):
     it = iter(batches)
     for _ in range(warmup):
         next(it)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         next(it)
-        n += BATCH
+        n += batch
     return n / (time.perf_counter() - t0)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def run_loader(kind, workdir, seconds):
@@ -93,12 +103,36 @@ def run_loader(kind, workdir, seconds):
     else:
         from tfmood.data import pipeline
         ds = pipeline.train_dataset(str(workdir / "records"), batch_size=BATCH, crop_frames=CROP,
-                                    mixup_alpha=0.3, seed=0).repeat()
+                                    crops_per_track=LOADERS[kind], mixup_alpha=0.3, seed=0).repeat()
+        io0 = _read_bytes()  # the store is built by the parent: opening it is not the loader's work
         rate = measure((x for x, _ in ds), seconds)
     crops = rate * seconds
-    print(json.dumps({"loader": kind, "crops_per_s": rate,
+    print(json.dumps({"loader": kind, "crops_per_s": rate, "per_core": rate / cores(),
                       "read_amplification": (_read_bytes() - io0) / (crops * BANDS * CROP * 4),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def run_recipes(workdir, seconds, feed):
+    """Child: every recipe's crop shape, batch and augmentation, for `seconds` each; prints JSON lines."""
+    from tfmood import recipes
+    from tfmood.data import pipeline
+    from tfmood.training import losses
+    for name in recipes.names():
+        cfg = recipes.get(name)
+        bands = 16 if "wavenet" in str(cfg.data) else BANDS
+        records = Path(workdir) / f"bands-{bands}" / "records"
+        ds = pipeline.train_dataset(str(records), batch_size=cfg.batch_size, crop_frames=cfg.crop_frames,
+                                    crops_per_track=cfg.crops_per_track, spec_augment=cfg.spec_augment,
+                                    mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
+                                    label_balancing=cfg.label_balancing, seed=0,
+                                    crop_transforms=cfg.crop_transforms)
+        if cfg.mixup_mode == "losses":  # CP-JKU: as the trainer chains it
+            ds = losses.mixed_loss_batches(ds, cfg.mixup_alpha, 0)
+        ds = ds.repeat()
+        rate = measure((x for x, _ in ds), seconds, cfg.batch_size, warmup=3)
+        print(json.dumps({"recipe": name, "shape": f"{bands}x{cfg.crop_frames}", "batch": cfg.batch_size,
+                          "crops_per_s": rate, "per_core": rate / cores(),
+                          "cores_for_feed": feed / (rate / cores())}), flush=True)
 
 
 def _read_bytes():
@@ -107,28 +141,54 @@ def _read_bytes():
         return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
 
 
+def _child(*args):
+    out = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tracks", type=int, default=500)
+    p.add_argument("--tracks", type=int, nargs="+", default=[100, 200])
     p.add_argument("--workdir", default="/tmp/tfmood-bench")
-    p.add_argument("--seconds", type=float, default=20)
-    p.add_argument("--child", choices=["naive", "tfmood"], help=argparse.SUPPRESS)
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--feed", type=float, default=3000, help="training rate (samples/s) to size the CPU for")
+    p.add_argument("--recipes", action="store_true", help="also time every recipe's crop shape (a few s each)")
+    p.add_argument("--child", choices=[*LOADERS, "recipes"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    workdir = Path(args.workdir) / f"tracks-{args.tracks}"
+    if args.child == "recipes":
+        return run_recipes(args.workdir, args.seconds, args.feed)
     if args.child:
-        return run_loader(args.child, workdir, args.seconds)
-    _, source = make_data(workdir, args.tracks)
-    results = {}
-    for kind in ("naive", "tfmood"):
-        out = subprocess.run([sys.executable, __file__, "--child", kind, "--tracks", str(args.tracks),
-                              "--workdir", args.workdir, "--seconds", str(args.seconds)],
-                             capture_output=True, text=True, check=True).stdout
-        results[kind] = json.loads(out.strip().splitlines()[-1])
-    print(f"{args.tracks} tracks ({source}), crop {BANDS}x{CROP}, SpecAugment + mixup, batch {BATCH}")
-    for r in results.values():
-        print(f"  {r['loader']:7s} {r['crops_per_s']:8.0f} crops/s   read amplification "
-              f"{r['read_amplification']:5.2f}x   peak RSS {r['peak_rss_mb']:7.0f} MB")
-    print(f"  speed-up: {results['tfmood']['crops_per_s'] / results['naive']['crops_per_s']:.1f}x")
+        return run_loader(args.child, Path(args.workdir) / f"tracks-{args.tracks[0]}", args.seconds)
+    from tfmood.data import framestore
+    print(f"{cores()} cores; crop {BANDS}x{CROP}, SpecAugment + mixup, batch {BATCH}; {args.seconds:g} s per loader")
+    for n in args.tracks:
+        workdir = Path(args.workdir) / f"tracks-{n}"
+        _, source = make_data(workdir, n)
+        t0 = time.perf_counter()
+        framestore.ensure(str(workdir / "records"), "train")
+        built = time.perf_counter() - t0
+        results = {kind: _child("--child", kind, "--tracks", n, "--workdir", args.workdir,
+                                "--seconds", args.seconds)[0] for kind in LOADERS}
+        print(f"{n} tracks ({source}); frame store ready in {built:.1f} s (built once per records folder)")
+        base = results["naive"]["crops_per_s"]
+        for r in results.values():
+            print(f"  {r['loader']:12s} {r['crops_per_s']:7.0f} crops/s ({r['crops_per_s'] / base:4.1f}x naive, "
+                  f"{r['per_core']:6.0f}/core)   read amplification {r['read_amplification']:5.2f}x   "
+                  f"peak RSS {r['peak_rss_mb']:6.0f} MB")
+    if args.recipes:
+        for bands in (BANDS, 16):
+            workdir = Path(args.workdir) / f"bands-{bands}"
+            make_data(workdir, 60, bands)
+            framestore.ensure(str(workdir / "records"), "train")
+        rows = _child("--child", "recipes", "--workdir", args.workdir, "--seconds", max(2.0, args.seconds / 4),
+                      "--feed", args.feed)
+        print(f"Recipes (their crop shape, batch, SpecAugment/mixup/transforms; 60 tracks): cores to feed "
+              f"{args.feed:g} samples/s at the measured crops/s per core")
+        for r in rows:
+            print(f"  {r['recipe']:32s} {r['shape']:>8s} batch {r['batch']:3d}  {r['crops_per_s']:7.0f} crops/s  "
+                  f"{r['per_core']:6.0f}/core  -> {r['cores_for_feed']:5.1f} cores")
 
 
 if __name__ == "__main__":

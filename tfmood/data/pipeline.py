@@ -57,11 +57,11 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     track = tf.constant(np.repeat(np.arange(len(store)), counts), tf.int32)
     k = tf.constant(np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts), tf.int32)
     count = tf.constant(np.repeat(counts, counts), tf.int32)
-    room = tf.constant(np.repeat(store.effective_frames(crop_frames), counts), tf.int32)
+    frames = tf.constant(np.repeat(store.effective_frames(crop_frames), counts), tf.int32)  # short: repeated
 
     def plan(epoch_seed):
         u = tf.random.stateless_uniform([total], seeds.derive(epoch_seed, seeds.CROP))
-        starts = augment.stratified_starts(room, crop_frames, k, count, u)
+        starts = augment.stratified_starts(frames, crop_frames, k, count, u)
         order = tf.random.experimental.stateless_shuffle(tf.range(total), seeds.derive(epoch_seed, seeds.PLAN_ORDER))
         order = tf.reshape(order[: steps * batch_size], [steps, batch_size])
         batch_seeds = tf.random.experimental.stateless_split(seeds.derive(epoch_seed, seeds.PLAN_BATCHES), steps)

@@ -4,9 +4,9 @@ One record = one whole track. Features are stored band-major, exactly as MTG's `
 (`[bands, frames]`), as raw little-endian bytes, so a record round-trips bit-exactly and a time crop is
 a cheap strided slice. Labels are stored as tag indices (canonical order, `tfmood.tags`).
 
-Why whole tracks: evaluation needs the whole track (N segments per track), and training takes
-*several* crops from each track it reads (see `pipeline.py`), so each stored byte is read once per
-epoch instead of once per crop.
+Why whole tracks: evaluation needs the whole track (N segments per track). Training does not read the
+records directly: it reads crops from a random-access frame store derived from them once
+(`framestore.py`), since a record cannot be read in part.
 """
 
 import numpy as np

@@ -7,9 +7,10 @@ epoch 0's crops and masks). Instead:
 
 - every draw is a stateless op (`tf.random.stateless_*`) whose seed is derived from a per-element seed and a
   fixed *purpose* number (`fold_in`), so two purposes never share a stream;
-- per-element seeds come from `Dataset.random(rerandomize_each_iteration=True)`, zipped onto the elements:
-  a fresh stream for every iteration (epoch), the same streams run to run for a given `seed`
-  (`seed=None`: non-deterministic, unless a global seed is set).
+- element seeds come from `Dataset.random(rerandomize_each_iteration=True)` (a fresh stream at every
+  iteration, i.e. epoch; the same streams run to run for a given `seed`; `seed=None`: non-deterministic
+  unless a global seed is set): the training plan takes one per epoch and derives each batch's seed from it
+  (`stateless_split`), `losses.mixed_loss_batches` zips one onto each batch.
 """
 
 import tensorflow as tf
@@ -19,10 +20,9 @@ import tensorflow as tf
 CROP, SPEC_FREQ_WIDTH, SPEC_FREQ_START, SPEC_TIME_WIDTH, SPEC_TIME_START, SPEC_APPLY = range(1, 7)
 MIX_GAMMA_A, MIX_GAMMA_B, MIX_PERM = range(7, 10)
 PLAN_ORDER, PLAN_BATCHES = range(10, 12)
-# Streams: one per place in the pipeline that zips seeds on (each gets its own `Dataset.random` seed).
-STREAM_TRACKS, STREAM_BATCHES, STREAM_MIXED_LOSS, STREAM_PLAN = range(1, 5)
-# Shuffles (`Dataset.shuffle` reshuffles at each iteration by itself): distinct seeds, not the run's seed twice.
-SHUFFLE_SHARDS, SHUFFLE_CROPS, SHUFFLE_PLAN = range(11, 14)
+# Streams: one per place in the pipeline that draws seeds (each gets its own `Dataset.random` seed). The
+# training plan takes one seed per epoch and derives everything else (offsets, order, batch seeds) from it.
+STREAM_MIXED_LOSS, STREAM_PLAN = 3, 4
 
 _MAX = 2 ** 31 - 1
 
