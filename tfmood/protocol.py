@@ -81,8 +81,17 @@ class Protocol:
         """Mean of `model_fn` ([n, bands, crop] -> [n, tags]) over the crops of mel [batch, bands, frames]."""
         import tensorflow as tf
 
-        crops = self.crops(mel)
-        shape = tf.shape(crops)
-        flat = tf.reshape(crops, [shape[0] * self.segments, shape[2], self.crop_frames])
-        scores = tf.cast(model_fn(flat), tf.float32)
-        return tf.reduce_mean(tf.reshape(scores, [shape[0], self.segments, -1]), axis=1)
+        def all_crops():
+            crops = self.crops(mel)
+            shape = tf.shape(crops)
+            flat = tf.reshape(crops, [shape[0] * self.segments, shape[2], self.crop_frames])
+            scores = tf.cast(model_fn(flat), tf.float32)
+            return tf.reduce_mean(tf.reshape(scores, [shape[0], self.segments, -1]), axis=1)
+
+        def one_crop():
+            # A clip of at most one crop: every crop is the same (the tiled clip), and so is their mean. Score it
+            # once instead of `segments` times (a 960-frame request would otherwise cost 16 model runs).
+            return tf.cast(model_fn(self.crops(mel)[:, 0]), tf.float32)
+
+        mel = tf.convert_to_tensor(mel)
+        return tf.cond(tf.shape(mel)[2] <= self.crop_frames, one_crop, all_crops)
