@@ -1,6 +1,13 @@
 """Settings shared by the CP-JKU 2019 recipes (seeds/002_7a5e6da71785d10d.txt; kkoutini/cpjku_dcase19, systems.md A)."""
 
-from tfmood.recipes.base import MTG_FPS, MTG_MEL, Setting
+from tfmood.recipes.base import Setting
+
+# CP-JKU's own input (paper; systems.md A6; tfmood.cpjku_frontend): 44.1 kHz, 2048-sample window, perceptually
+# weighted, 256 bands; hop 512 for runs 1-3, 1536 for runs 4-5. Made from the audio by
+#   python tools/convert.py ... --features audio-cpjku         --features-root audio/ --out records/jamendo-cpjku
+#   python tools/convert.py ... --features audio-cpjku-hop1536 --features-root audio/ --out records/jamendo-cpjku-hop1536
+CPJKU_MEL, CPJKU_MEL_HOP1536 = "records/jamendo-cpjku", "records/jamendo-cpjku-hop1536"
+CPJKU_FPS, CPJKU_FPS_HOP1536 = 44100 / 512, 44100 / 1536  # 86.1 and 28.7 frames/s
 
 # Paper 2.2: Adam, 10 warm-up epochs, lr 1e-4 for 60 epochs, linear decay to 1e-6 over 50, then 80 more epochs.
 WARMUP, CONSTANT, DECAY, FINAL = 10, 60, 50, 80
@@ -11,7 +18,7 @@ SCHEDULE_OPTIONS = dict(warmup=WARMUP, decay_start=WARMUP + CONSTANT, decay_end=
 # Crop length: not published; 30 s of MTG mel. Evaluation: 8 evenly spaced crops cover a typical track.
 CROP_SECONDS = 30
 ROLL_FRAMES = 50  # datasets.py get_roll_func(shift_range=50): a circular time roll of -50..50 frames per example
-TRAINING = dict(data=MTG_MEL, crop_frames=round(CROP_SECONDS * MTG_FPS), eval_segments=8,
+TRAINING = dict(data=CPJKU_MEL, crop_frames=round(CROP_SECONDS * CPJKU_FPS), eval_segments=8,
                 optimizer="adam", lr=1e-4, schedule="cpjku", schedule_options=SCHEDULE_OPTIONS, epochs=EPOCHS,
                 batch_size=10,                                # A5: code default (MediaEval value unpublished)
                 early_stopping_patience=EPOCHS,               # CP-JKU trains the full schedule
@@ -19,6 +26,8 @@ TRAINING = dict(data=MTG_MEL, crop_frames=round(CROP_SECONDS * MTG_FPS), eval_se
                 standardize="bands",                          # A5: per-mel-bin mean/std of the training set
                 crop_transforms=[dict(name="time_roll", max_shift=ROLL_FRAMES)],
                 spec_augment=False)                           # CP-JKU rolls in time instead of masking
+# Runs 4-5 (CRNN, ResNet34): the paper's 25 % overlap input (hop 1536); the same 30 s crops.
+TRAINING_RUNS_4_5 = {**TRAINING, "data": CPJKU_MEL_HOP1536, "crop_frames": round(CROP_SECONDS * CPJKU_FPS_HOP1536)}
 
 # Paper 3.4: SWA adds the weights every 3 epochs; the start is not published: once the rate has reached its final
 # value. Prediction averages the best model with the last 4 SWA snapshots ("snapshot averaging").
@@ -38,15 +47,18 @@ linear decay to 1e-6 over 50, then 80 at 1e-6 (200 epochs, `schedule=cpjku`); mi
 *losses* and lambda = max(lambda, 1 - lambda); BCE; batch 10; no early stopping; per-band standardisation with
 the training split's mean and std (`standardize=bands`, computed once into band_stats.json beside the
 manifest); a random circular time roll of -50..50 frames per example (`time_roll`); no SpecAugment.
-Input: tfmood has no 256-bin perceptually weighted 44.1 kHz front end yet, so the recipes train on MTG's
-96-band mel (records/jamendo-mel). The settings table (`python -m tfmood.train --list-recipes`,
+Input: CP-JKU's own 44.1 kHz, 2048-window, perceptually weighted 256-band spectrogram, converted from the audio
+with `tools/convert.py --features audio-cpjku` (hop 512, runs 1-3: records/jamendo-cpjku) or
+`--features audio-cpjku-hop1536` (runs 4-5: records/jamendo-cpjku-hop1536); `--data records/jamendo-mel` trains
+on MTG's 96-band mel instead (give `--crop-frames 1406` for the same 30 s). The settings table (`python -m tfmood.train --list-recipes`,
 docs/recipes.md) says for each setting whether it follows the code, the paper or neither.
 """
 
 SETTINGS = (
-    Setting("input", "MTG 96-band mel (12 kHz, hop 256)", "neither",
-            "CP-JKU used a 44.1 kHz, 2048-window, perceptually weighted 256-bin mel (paper, systems.md A6); "
-            "tfmood has no such conversion yet"),
+    Setting("input", "44.1 kHz, 2048 window, hop 512 (runs 1-3) / 1536 (runs 4-5), A-weighted dB, 256 mel bands "
+            "(`--features audio-cpjku[-hop1536]`)", "paper",
+            "the public processor loads audio at 22.05 kHz; the paper gives 44.1 kHz for MediaEval. The rest "
+            "(window, weighting, 256 bands filtering the dB values) is the code's, checked against librosa"),
     Setting("optimiser, schedule", "Adam 1e-4: 10 warm-up, 60 constant, linear decay to 1e-6 over 50, 80 at 1e-6; "
             "200 epochs", "paper", "the code's DCASE schedule (decay 50-250 over 400 epochs) is not the MediaEval one"),
     Setting("mixup", "alpha 0.3, mixed losses, lambda = max(lambda, 1 - lambda)", "code"),
@@ -55,7 +67,8 @@ SETTINGS = (
     Setting("time roll", "circular, -50..50 frames per example", "code"),
     Setting("SpecAugment", "off", "code"),
     Setting("batch", "10", "code", "the code's default; the MediaEval value is not published [UNVERIFIED]"),
-    Setting("crop", "30 s (1406 frames) random crop per epoch; evaluation: mean of 8 evenly spaced crops",
+    Setting("crop", "30 s (2584 frames at hop 512, 861 at hop 1536) random crop per epoch; evaluation: mean of 8 "
+            "evenly spaced crops",
             "neither", "not published [UNVERIFIED]"),
     Setting("early stopping", "none (the full schedule)", "both"),
 )

@@ -4,7 +4,7 @@ Source: Koutini et al., "Emotion and Theme Recognition in Music with Frequency-A
 (seeds/002_7a5e6da71785d10d.txt, sections 2-4, Table 1 "FAResNet*"); code kkoutini/cpjku_dcase19
 models/cp_faresnet.py, trainer.py (systems.md A1-A3, A5-A6).
 
-    python -m tfmood.train --recipe cpjku2019-faresnet --data records/jamendo-mel --seed 0   # ... --seed 4
+    python -m tfmood.train --recipe cpjku2019-faresnet --data records/jamendo-cpjku --seed 0   # ... --seed 4
     python -m tfmood.train --recipe cpjku2019-faresnet --smoke
 
 Published (test, split 0): PR-AUC-macro 0.1463, ROC-AUC-macro 0.7575 (run 2, an average of 5 FA-ResNets with

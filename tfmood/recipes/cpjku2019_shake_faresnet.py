@@ -4,7 +4,7 @@ Source: Koutini et al., "Emotion and Theme Recognition in Music with Frequency-A
 (seeds/002_7a5e6da71785d10d.txt, sections 3.3-4, Table 1 "ShakeFAResNet*"); Shake-Shake: Gastaldi 2017
 (systems.md A4: no public code).
 
-    python -m tfmood.train --recipe cpjku2019-shake-faresnet --data records/jamendo-mel --seed 0   # ... --seed 4
+    python -m tfmood.train --recipe cpjku2019-shake-faresnet --data records/jamendo-cpjku --seed 0   # ... --seed 4
     python -m tfmood.train --recipe cpjku2019-shake-faresnet --smoke
 
 Published (test, split 0): PR-AUC-macro 0.1480, ROC-AUC-macro 0.7717 (run 1, 5 models averaged). Run 3 (this
