@@ -11,8 +11,15 @@ Published (test, split 0): run 4 (0.65 x EfficientNet-B0 + 0.35 x ReXNet) PR-AUC
 0.7599; run 1 (the EfficientNet-B0 of the pair) PR-AUC-macro 0.1415; run 2 (the ReXNet) 0.1343. The trainer
 scores, checkpoints and exports each net (`best-a.keras`, `best-b.keras`) and their mean.
 
-Settings: `efficientnet_b0` (ImageNet weights, timm `pretrained=True`) with peer `rexnet_100` (rebuilt, no
-ported ImageNet weights); co-teaching on per-sample loss averaged over the 56 tags, keeping the (1 - 0.05)
+Settings: timm's `efficientnet_b0` (`source="timm"`: symmetric padding, no drop path, no head dropout) with peer
+`rexnet_100`, both as timm builds them. SELAB started both from ImageNet (timm `pretrained=True`); tfmood cannot
+download weights at run time, so the recipe starts from random weights unless you port timm's once (network
+needed) and pass them:
+    python tools/port_timm.py efficientnet_b0 --pretrained --out effb0.keras
+    python tools/port_timm.py rexnet_100 --pretrained --out rexnet.keras
+    python -m tfmood.train --recipe selab2021-coteach-effb0-rexnet --data records/jamendo-mel \
+        --model-option weights='"effb0.keras"' --peer-option weights='"rexnet.keras"'
+Co-teaching on per-sample loss averaged over the 56 tags, keeping the (1 - 0.05)
 smallest-loss share of each batch for the peer, a constant forget rate (paper: "forget rate 0.05"; SELAB's code
 has no ramp); one random 96x960 crop per track per epoch; RandomResizedCrop on a third of the crops (the code's
 pipeline; a 96 x 960 crop always takes the central 96 x 221 fallback); SpecAugment on half of the crops with 3
@@ -40,9 +47,10 @@ PUBLISHED = Published(0.1435, 0.7599, "SELAB-HCMUS 2021 run 4 (runs 1 + 2); run 
 CROP = 960
 
 SETTINGS = (
-    Setting("models", "EfficientNet-B0 (ImageNet) + ReXNet-100 (random init) behind BN + two 1x1 convs to 3 "
-            "channels", "paper", "the code takes both names as CLI arguments; ReXNet's ImageNet weights need a port "
-            "of timm's (network access)"),
+    Setting("models", "timm's EfficientNet-B0 + ReXNet-100 behind BN + two 1x1 convs to 3 channels; random "
+            "initialisation unless ImageNet weights from `tools/port_timm.py` are given (`weights=` options)",
+            "neither", "SELAB started both from timm's ImageNet weights (pretrained=True), which tfmood does not "
+            "download at run time; the port tool gives the same start to users with network"),
     Setting("co-teaching", "per-sample mean loss over tags, constant forget rate 0.05", "both",
             "the code's CLI declares the forget rate `type=int`, so the value it ran with is [UNVERIFIED]"),
     Setting("loss", "BCE", "paper", "the public code hard-codes WeightedFocalLoss(.25, 2) (`--loss weighted_focal`); "
