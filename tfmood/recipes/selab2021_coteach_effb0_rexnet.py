@@ -18,7 +18,7 @@ needed) and pass them:
     python tools/port_timm.py efficientnet_b0 --pretrained --out effb0.keras
     python tools/port_timm.py rexnet_100 --pretrained --out rexnet.keras
     python -m tfmood.train --recipe selab2021-coteach-effb0-rexnet --data records/jamendo-mel \
-        --model-option weights='"effb0.keras"' --peer-option weights='"rexnet.keras"'
+        --model-option weights=effb0.keras --peer-option weights=rexnet.keras
 Co-teaching on per-sample loss averaged over the 56 tags, keeping the (1 - 0.05)
 smallest-loss share of each batch for the peer, a constant forget rate (paper: "forget rate 0.05"; SELAB's code
 has no ramp); one random 96x960 crop per track per epoch; RandomResizedCrop on a third of the crops (the code's
