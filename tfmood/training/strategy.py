@@ -3,6 +3,8 @@
 import contextlib
 import json
 import os
+import socket
+import time
 
 import tensorflow as tf
 
@@ -34,15 +36,19 @@ HEARTBEAT_TIMEOUT_S = int(os.environ.get("TFMOOD_HEARTBEAT_TIMEOUT_S", 30))  # s
 SHUTDOWN_TIMEOUT_S = int(os.environ.get("TFMOOD_SHUTDOWN_TIMEOUT_S", 30))  # at exit, wait for the others
 
 
-class PeerLost(RuntimeError):
-    """A worker of a multi-worker run stopped, never started, or became unreachable."""
+class PeerLost(SystemExit):
+    """A worker of a multi-worker run stopped or became unreachable: this one stops too (exit status 1).
+
+    A SystemExit: the process ends with the message and without a traceback (nothing is left to do here:
+    re-run every worker's command to resume from the backups).
+    """
 
 
 def multi_worker_strategy() -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy with bounded waits for peers, and SIGTERM/SIGINT that stop the process.
 
-    A worker that has not joined within CLUSTER_START_TIMEOUT_S ends the waiting ones (`watchdog.deadline`:
-    TF's own registration timeout does not stop the wait). The coordination service (hosted by the chief,
+    A worker that has not started within CLUSTER_START_TIMEOUT_S ends the waiting ones (`rendezvous`, then
+    `watchdog.deadline` around TF's own start-up, which ignores its registration timeout). The coordination service (hosted by the chief,
     heart-beaten by every worker) is configured before the strategy starts it: a worker that stops
     heart-beating is declared gone after HEARTBEAT_TIMEOUT_S, which aborts every pending and later
     collective on the others (`cluster_guard` turns that into a `PeerLost` error).
@@ -63,13 +69,55 @@ def multi_worker_strategy() -> tf.distribute.Strategy:
         heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000, shutdown_barrier_timeout_in_ms=SHUTDOWN_TIMEOUT_S * 1000)
     print(f"Waiting for the {sum(j.num_tasks for j in jobs)} workers of TF_CONFIG to start (at most "
           f"{CLUSTER_START_TIMEOUT_S} s) ...", flush=True)
-    watchdog.stop_on_signals()  # before the start-up wait, and again after: TF installs its own handler
-    with watchdog.deadline(CLUSTER_START_TIMEOUT_S,
-                           f"the other workers of {spec.as_dict()} did not all start within "
-                           f"{CLUSTER_START_TIMEOUT_S} s"):
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     watchdog.stop_on_signals()
+    started = time.monotonic()
+    rendezvous(spec.as_dict(), resolver.task_type, resolver.task_id, CLUSTER_START_TIMEOUT_S)
+    # TF's own wait: short now that every peer is up; the watchdog covers a peer that dies meanwhile.
+    left = max(CLUSTER_START_TIMEOUT_S - (time.monotonic() - started), HEARTBEAT_TIMEOUT_S)
+    with watchdog.deadline(left, f"the other workers of {spec.as_dict()} did not all join the cluster in time"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    watchdog.stop_on_signals()  # again: TF installs its own SIGTERM handler (which only records the signal)
     return strategy
+
+
+def rendezvous(cluster: dict, task_type: str, task_id: int, timeout_s: float) -> None:
+    """Return once every other task's address accepts TCP connections; `SystemExit` after `timeout_s`.
+
+    TensorFlow's start-up wait blocks the whole interpreter (signals included) and ignores its registration
+    timeout, so the waiting happens here first, in Python: this task listens on its own address (never
+    accepting: the kernel completes the peers' connections) while it polls the others'. A peer counts as up
+    once its address answers, whether its listener or, later, its TensorFlow server does.
+    """
+    me = cluster[task_type][task_id]
+    peers = [address for job in cluster.values() for address in job if address != me]
+    listener = socket.socket(socket.AF_INET6 if ":" in me.rsplit(":", 1)[0] else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(me.rsplit(":", 1)[1])))
+    except OSError as e:
+        raise SystemExit(f"error: worker {task_type}-{task_id}: cannot listen on {me} (its TF_CONFIG address): "
+                         f"{e.strerror}. Is another process using that port?") from None
+    listener.listen(64)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while peers:
+            peers = [address for address in peers if not _answers(address)]
+            if peers and time.monotonic() > deadline:
+                raise SystemExit(f"error: worker {task_type}-{task_id}: the other workers {peers} did not start "
+                                 f"within {timeout_s:.0f} s (TFMOOD_CLUSTER_START_TIMEOUT_S); stopping.")
+            time.sleep(0.5)
+        time.sleep(2.0)  # let the slowest peer see this task's listener too before TF's server replaces it
+    finally:
+        listener.close()
+
+
+def _answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -83,9 +131,9 @@ def cluster_guard(strategy: tf.distribute.Strategy):
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError,
             tf.errors.CancelledError, tf.errors.InternalError) as e:
         resolver = strategy.cluster_resolver
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise PeerLost(f"worker {resolver.task_type}-{resolver.task_id}: lost contact with another worker of the "
-                       f"run (it stopped, or is unreachable); stopping. TensorFlow said: {first[:300]}") from None
+        raise PeerLost(f"error: worker {resolver.task_type}-{resolver.task_id}: lost contact with another worker of "
+                       f"the run (it stopped, or is unreachable: {type(e).__name__} in a collective); stopping. "
+                       "Re-run every worker's command to resume from the last completed epoch.") from None
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
