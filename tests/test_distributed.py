@@ -3,7 +3,6 @@ mixed precision and XLA options."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from local_net import free_ports
 
 WORKER = str(Path(__file__).with_name("distributed_worker.py"))
 
@@ -24,16 +24,6 @@ def weights(folder):
     with np.load(Path(folder) / "weights.npz") as data:
         arrays = [data[f"arr_{i}"] for i in range(len([k for k in data.files if k.startswith("arr_")]))]
         return arrays, int(data["replicas"]), bool(data["chief"])
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ Each test starts TensorFlow processes: slow-marked (minutes on a busy 2-core mac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from local_net import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +33,6 @@ TINY = ["--model", "mobilenetv2", "--model-option", "alpha=0.35", "--batch-size"
         "--eval-segments", "2", "--optimizer", "sgd", "--lr", "0.05", "--seed", "0", "--deterministic",
         "--no-export"]
 RUNS = {"plain": [], "coteaching": ["--peer", "mobilenetv2"], "swa": ["--swa-start", "1", "--swa-every", "1"]}
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def env(tf_config=None, **extra):

@@ -15,9 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
-import keras
-import numpy as np
 import pytest
+from serving_model import tiny_model
 
 from tfmood import export
 from tfmood.serving.repository import Repository
@@ -28,18 +27,10 @@ BANDS = 96
 PREDICT = "/v1/models/tagger:predict"
 
 
-def tiny_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=(BANDS, None, 1), name="mel")
-    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(len(TAGS), activation="sigmoid")(x))
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
-    export.export_model(tiny_model(), "tagger", base, warmup=False)
+    export.export_model(tiny_model(width=2), "tagger", base, warmup=False)
     repository = Repository.single(base / "tagger")
     repository.poll()
     return base, repository

@@ -9,9 +9,9 @@ import time
 import urllib.error
 import urllib.request
 
-import keras
 import numpy as np
 import pytest
+from serving_model import tiny_model
 from werkzeug.test import Client as WsgiClient
 
 from tfmood import export, serve
@@ -26,14 +26,6 @@ from tfmood.serving.server import ModelServer, RestApp
 from tfmood.tags import TAGS
 
 BANDS = 96
-
-
-def tiny_model(bands=BANDS, seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=(bands, None, 1), name="mel")
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(len(TAGS), activation="sigmoid")(x))
 
 
 @pytest.fixture(scope="module")
