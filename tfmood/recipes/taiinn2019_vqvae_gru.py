@@ -17,7 +17,7 @@ Settings: `vqvae_gru`: z_q as a sequence over time -> 2-layer BiGRU(256, dropout
 {common}"""
 
 from tfmood.recipes import _taiinn2019
-from tfmood.recipes.base import Published, Setting, shrink
+from tfmood.recipes.base import SMOKE_CROP, Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 __doc__ = __doc__.replace("{common}", _taiinn2019.DOC_COMMON.strip("\n"))
@@ -27,12 +27,18 @@ PUBLISHED = Published(0.1037, 0.7141, "Taiinn 2019 Run-2 (GRU, VQ-VAE fixed)")
 
 SETTINGS = _taiinn2019.SETTINGS + (
     Setting("model", "2 x BiGRU(256) with layer norms, Dense 512 -> 256 -> 56", "code"),
+    Setting("layer norm", "the first BiGRU's output normalised jointly over (time, features) (`joint_norm_steps`: "
+            "crop / 2 steps); the model then takes exactly crop-length inputs", "code",
+            "LayerNorm((512, 512)) in the original; `joint_norm_steps=None` normalises per time step"),
 )
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="vqvae_gru", model_options=dict(_taiinn2019.ENCODER, units=256, dense=(512, 256)),
+    # The encoder halves time once (1024 frames -> 512 codes): the original's LayerNorm((512, 512)).
+    cfg = TrainConfig(model="vqvae_gru", model_options=dict(_taiinn2019.ENCODER, units=256, dense=(512, 256),
+                                                            joint_norm_steps=_taiinn2019.CROP // 2),
                       name=NAME, **_taiinn2019.TRAINING)
     if smoke:
-        cfg = shrink(cfg, dict(_taiinn2019.SMOKE_ENCODER, units=8, dense=(16, 16)))
+        cfg = shrink(cfg, dict(_taiinn2019.SMOKE_ENCODER, units=8, dense=(16, 16),
+                               joint_norm_steps=SMOKE_CROP // 2))
     return cfg
