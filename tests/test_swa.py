@@ -161,3 +161,110 @@ def test_evaluate_averages_best_and_swa_snapshots(tiny_records, tmp_path):
     got = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert got["source"]["snapshots"] == paths[1:]
     assert got["metrics"]["PR-AUC-macro"] == pytest.approx(expected, abs=1e-6)
+
+
+def run_callback(run_dir, weights_seq, data, epochs, every_update, first_epoch=0):
+    """Drive an SWA callback (start 2, every 2) as `fit(epochs=epochs)` would, with the weights
+    `weights_seq[epoch]` at each epoch's end; a shorter `weights_seq` is a run killed after that many."""
+    os.makedirs(run_dir, exist_ok=True)
+    model = tiny()
+    callback = swa.SWA(start=2, every=2, train_data=data, run_dir=str(run_dir), every_update=every_update)
+    callback.set_model(model)
+    callback.set_params({"epochs": epochs})
+    passes = []
+    for epoch in range(first_epoch, len(weights_seq)):
+        callback.on_epoch_begin(epoch)  # the first call loads the state and builds `bn_update`
+        if epoch == first_epoch:
+            callback.bn_update = _Counting(callback.bn_update, passes)
+        model.set_weights(weights_seq[epoch])
+        callback.on_epoch_end(epoch, {})
+    return model, callback, passes
+
+
+class _Counting:
+    """A BatchNormUpdate that records at which calls a pass ran."""
+
+    def __init__(self, inner, passes):
+        self.inner, self.passes = inner, passes
+
+    def __call__(self, dataset):
+        self.passes.append("pass")
+        return self.inner(dataset)
+
+    def skip(self, dataset):
+        self.passes.append("skip")
+        return self.inner.skip(dataset)
+
+
+def test_light_updates_give_the_swa_model_of_a_pass_at_every_update(tmp_path):
+    x, _, data = batches()
+    rng = np.random.default_rng(3)
+    model = tiny()
+    weights_seq = [random_weights(model, rng) for _ in range(7)]  # updates after 1-based epochs 2, 4, 6
+    _, _, passes = run_callback(tmp_path / "light", weights_seq, data, 7, every_update=False)
+    _, _, eager_passes = run_callback(tmp_path / "every", weights_seq, data, 7, every_update=True)
+    assert passes == ["skip", "skip", "pass"] and eager_passes == ["pass"] * 3
+    light = keras.models.load_model(tmp_path / "light" / swa.MODEL_FILE).get_weights()
+    every = keras.models.load_model(tmp_path / "every" / swa.MODEL_FILE).get_weights()
+    for a, b in zip(light, every):
+        np.testing.assert_array_equal(a, b)
+    # the straightforward computation: numpy mean of the collected weights, then a fresh BN pass by hand
+    mean = [np.mean([weights_seq[e][i] for e in (1, 3, 5)], axis=0) for i in range(len(light))]
+    reference = tiny()
+    reference.set_weights([m.astype(w.dtype) for m, w in zip(mean, reference.get_weights())])
+    bn_stats = {id(v) for layer in swa.batch_norm_layers(reference) for v in (layer.moving_mean, layer.moving_variance)}
+    for v, got, want in zip(reference.weights, light, mean):
+        if id(v) not in bn_stats:
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    probe = keras.Model(reference.inputs, reference.get_layer("conv").output)
+    acts = np.concatenate([probe(xb, training=True).numpy() for xb, _ in data])
+    names = [v.path for v in reference.weights]
+    got = dict(zip(names, light))
+    np.testing.assert_allclose(got["bn_in/moving_mean"], [x.mean()], rtol=1e-5)
+    np.testing.assert_allclose(got["bn_in/moving_variance"], [x.var()], rtol=1e-5)
+    np.testing.assert_allclose(got["bn_conv/moving_mean"], acts.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["bn_conv/moving_variance"], acts.var(axis=(0, 1, 2)), rtol=1e-4)
+    snapshot = keras.models.load_model(tmp_path / "light" / "swa-3.keras").get_weights()
+    for a, b in zip(snapshot, weights_seq[5]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_light_updates_resume_from_the_saved_state(tmp_path):
+    _, _, data = batches()
+    rng = np.random.default_rng(4)
+    weights_seq = [random_weights(tiny(), rng) for _ in range(7)]
+    run_callback(tmp_path / "straight", weights_seq, data, 7, every_update=False)
+    run_callback(tmp_path / "killed", weights_seq[:4], data, 7, every_update=False)  # ... killed after epoch 4
+    assert not (tmp_path / "killed" / swa.MODEL_FILE).exists()  # the light updates wrote no swa.keras
+    _, resumed, passes = run_callback(tmp_path / "killed", weights_seq, data, 7, every_update=False, first_epoch=4)
+    assert resumed.average.n == 3 and passes == ["pass"]
+    straight = keras.models.load_model(tmp_path / "straight" / swa.MODEL_FILE).get_weights()
+    for a, b in zip(keras.models.load_model(tmp_path / "killed" / swa.MODEL_FILE).get_weights(), straight):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_skipped_bn_pass_leaves_the_training_stream_as_a_pass_would(tiny_records):
+    from tfmood.data import pipeline
+
+    def epochs_after(advance):
+        ds = pipeline.train_dataset(tiny_records, "train", batch_size=2, crop_frames=16, seed=0,
+                                    deterministic=True)  # the default parallel map may reorder batches
+        first = [b[0].numpy() for b in ds]
+        advance(ds)
+        return first, [b[0].numpy() for b in ds]
+
+    bn = swa.BatchNormUpdate(models.build("tiny_cnn", input_shape=(read_bands(tiny_records), None, 1)))
+    first, after_pass = epochs_after(bn)
+    _, after_skip = epochs_after(bn.skip)
+    _, after_nothing = epochs_after(lambda ds: None)
+    assert len(after_pass) == len(after_skip) > 0
+    for a, b in zip(after_pass, after_skip):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(after_pass, after_nothing))  # the pass did move it
+    assert not all(np.array_equal(a, b) for a, b in zip(first, after_pass))
+
+
+def read_bands(records):
+    from tfmood.data.convert import read_manifest
+
+    return read_manifest(records)["bands"]

@@ -8,7 +8,10 @@ From 1-based epoch `start`, every `every` epochs, the weights join an equal-weig
 (swa = swa * (1 - 1/(n+1)) + w / (n+1)). Batch-norm statistics of the averaged weights are then recomputed
 over one pass of the training data (the averaged weights never produced the old ones), the averaged model is
 scored on whole validation tracks (`val_swa_*` in the epoch logs), saved as `swa.keras` and, at the end of
-training, exported as `<run>-swa`. Each collected model is also kept as `swa-<n>.keras` (the last `keep`):
+training, exported as `<run>-swa`. That BN pass + scoring costs about half an epoch, and only the last one
+reaches swa.keras (each pass starts from scratch), so by default it runs at the run's last update only
+(`every_update=True`: at each, as CP-JKU logged it); a skipped pass still opens one iteration of the training
+dataset, so the training stream's epoch seeds, hence the run, stay those of a pass at every update. Each collected model is also kept as `swa-<n>.keras` (the last `keep`):
 `snapshot_paths(run_dir)` = best checkpoint + those snapshots, whose scores `tfmood.evaluate --snapshots`
 averages. The running mean lives in `swa_state.npz` (written atomically with its epoch), so a killed run
 resumes with the state that matches its backup.
@@ -166,6 +169,16 @@ class BatchNormUpdate:
             m.write()
         return batches
 
+    def skip(self, dataset) -> None:
+        """Advance `dataset` as a pass would, without the pass: open one iteration and drop it.
+
+        The training dataset draws a new epoch seed per iteration (`seeds.stream`), so a pass consumes one
+        epoch seed of the training stream; skipping it must too, or every later epoch would see other crops.
+        """
+        if self.moments:  # `__call__` does not iterate a model without BN either
+            iterator = iter(dataset.take(self.max_batches) if self.max_batches else dataset)
+            del iterator
+
 
 def snapshot_paths(run_dir: str, keep: int = 4) -> list:
     """Best checkpoint + the last `keep` SWA snapshots of a run, for `tfmood.evaluate --snapshots`."""
@@ -195,16 +208,19 @@ class SWA(keras.callbacks.Callback):
     `train_data`: the training dataset (one pass recomputes BN statistics; `bn_batches` caps it).
     `evaluation`: keyword arguments of `pipeline.predict_tracks` (records_dir, split, crop_frames, ...),
     or None to skip validation of the averaged model. Every file goes to `run_dir`.
+    `every_update`: BN pass, scoring and swa.keras at every update; False (default): at the last update
+    before `params["epochs"]` only (every update when the callback runs outside `fit`).
     """
 
     def __init__(self, start: int, every: int, train_data, run_dir: str, evaluation=None, keep: int = 4,
-                 bn_batches=None):
+                 bn_batches=None, every_update: bool = False):
         super().__init__()
         for name, value in (("start", start), ("every", every), ("keep", keep)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SWA `{name}` must be an integer >= 1. Received: {value!r}")
         self.start, self.every, self.keep, self.bn_batches = start, every, keep, bn_batches
         self.train_data, self.run_dir, self.evaluation = train_data, run_dir, evaluation
+        self.every_update = every_update
         self.average, self.bn_update, self.last = None, None, None  # last: (labels, scores) of the last scoring
 
     @property
@@ -227,6 +243,9 @@ class SWA(keras.callbacks.Callback):
         for old in snapshots(self.run_dir)[:-self.keep]:
             os.remove(old)
         self.average.save(self.state_path, epoch + 1)
+        if not (self.every_update or self.is_last_update(epoch)):
+            self.bn_update.skip(self.train_data)
+            return
         try:
             self.model.set_weights(self.average.weights_like(current))
             self.bn_update(self.train_data)
@@ -235,6 +254,10 @@ class SWA(keras.callbacks.Callback):
             save_model_atomic(self.model, os.path.join(self.run_dir, MODEL_FILE))
         finally:
             self.model.set_weights(current)
+
+    def is_last_update(self, epoch: int) -> bool:
+        epochs = (self.params or {}).get("epochs")
+        return epochs is None or epoch + self.every >= epochs
 
     def score(self) -> dict:
         from tfmood.data import pipeline
