@@ -176,8 +176,7 @@ class BatchNormUpdate:
         epoch seed of the training stream; skipping it must too, or every later epoch would see other crops.
         """
         if self.moments:  # `__call__` does not iterate a model without BN either
-            iterator = iter(dataset.take(self.max_batches) if self.max_batches else dataset)
-            del iterator
+            iter(dataset.take(self.max_batches) if self.max_batches else dataset)  # opened, then dropped
 
 
 def snapshot_paths(run_dir: str, keep: int = 4) -> list:
