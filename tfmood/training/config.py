@@ -128,6 +128,8 @@ def validate_selection(cfg):
     recipe_augment.check(cfg.crop_transforms)
 
 
-# The demo run must show learning in a few minutes on a laptop CPU: short crops, a narrow network.
-DEMO_OVERRIDES = dict(epochs=12, crop_frames=128, eval_segments=4, lr=3e-3,
+# The demo run must show learning in a few minutes on a laptop CPU: short crops, a narrow network, and few
+# epochs of small batches (16 takes twice the updates of 32 for the same compute: PR-AUC ~0.7 in 6 epochs, where
+# 32 needed ~8; BENCHMARKS.md "Demo run").
+DEMO_OVERRIDES = dict(epochs=6, batch_size=16, crop_frames=128, eval_segments=4, lr=3e-3,
                       model_options={"alpha": 0.35}, early_stopping_patience=6)
