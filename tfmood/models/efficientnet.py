@@ -7,8 +7,14 @@ sit behind the seeds' learned 1->3 channel stem (`bw2col`), global average pooli
 
 The two seeds ran two different EfficientNet implementations; `source` picks one (a registry, `SOURCES`):
 - `"keras"` (default; HCMUS's `efficientnet_pytorch`): `keras.applications.EfficientNetB*` (include_top=False) on
-  a free time axis. Like `efficientnet_pytorch`'s `from_pretrained` (static "same" padding computed for 224x224),
-  it pads stride-2 convs TF-style, (0, 1) / (1, 2), and its defaults are that library's: head dropout 0.2 (B0) /
+  a free time axis. `efficientnet_pytorch`'s `from_pretrained` pads stride-2 convs with static "same" padding
+  computed for 224x224, (0, 1) / (1, 2) at every input size. Keras pads them TF-style by the parity of the input
+  it was built on: the time axis is built at an even width, so it pads as at 224 at every length; the frequency
+  axis pads as at 224 only when the bands are a multiple of 32 (96 mel bands, 32 tiled WaveNet rows: HCMUS's
+  inputs), otherwise symmetrically at odd stages like `efficientnet_pytorch`'s dynamic padding (image_size=None),
+  and its outputs then differ from `from_pretrained`'s (tests/test_differential_effnet_pytorch.py: B0 matches it
+  to 6e-6 relative at 64x64 and 64x67; at 65 bands it is off by more than the logits' size, and matches the
+  dynamic padding instead). Its defaults are that library's: head dropout 0.2 (B0) /
   0.5 (B7), drop-connect 0.2 growing linearly over the blocks. `efficientnet_pytorch` keeps batch-norm statistics
   with momentum 0.01 (PyTorch terms), i.e. 0.99 in Keras terms (keras.applications' own): the backbone keeps it
   against `models.build`'s zoo-wide 0.9, while bw2col (plain PyTorch BN in the seeds) gets 0.9. HCMUS's code
