@@ -9,6 +9,7 @@ import pytest
 
 from tfmood import metadata
 from tfmood.data import demo
+from tfmood.training.config import DEMO_OVERRIDES
 
 
 def test_generation_is_deterministic_and_in_mtg_layout(tmp_path):
@@ -43,6 +44,10 @@ def test_demo_run_learns(tmp_path):
     chance = np.mean([n / val["tracks"] for n in val["tag_counts"].values()])  # PR-AUC of random scores
     assert chance <= 0.2
     assert summary["validation"]["PR-AUC-macro"] >= 0.5
+    # Visible learning: the per-epoch validation figure the user sees printed rises well above its first value.
+    history = [json.loads(line) for line in (tmp_path / "runs" / "mobilenetv2" / "history.jsonl").open()]
+    curve = [h["val_PR-AUC-macro"] for h in history]
+    assert len(curve) == DEMO_OVERRIDES["epochs"] and max(curve[-2:]) >= curve[0] + 0.15, curve
 
 
 # Two real processes start on a fresh folder at the same moment (the two workers of a multi-worker job).
