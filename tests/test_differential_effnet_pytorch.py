@@ -1,8 +1,10 @@
-"""Differential test: tfmood's `efficientnet_b0` / `efficientnet_b7` (default source "keras", keras.applications) against
-efficientnet_pytorch, the library HCMUS 2020 built their EfficientNets with (systems.md, HCMUS section).
+"""Differential test: tfmood's `efficientnet_b0` / `efficientnet_b7` (default source "keras",
+keras.applications) against efficientnet_pytorch, the library HCMUS 2020 built their EfficientNets with
+(systems.md, HCMUS section).
 
 `EfficientNet.from_name("efficientnet-b0")` (nothing downloaded; static "same" padding computed for
-224x224 exactly as `from_pretrained` builds it) gets random weights, random BN affines and BN statistics measured on random images; its weights go into
+224x224 exactly as `from_pretrained` builds it) gets random weights, random BN affines and BN statistics measured
+on random images; its weights go into
 tfmood's bare ImageNet classifier (`imagenet_classes=1000`, no ImageNet weights). That model's input path is
 tfmood's Rescaling(255) followed by keras.applications' Rescaling(1/255) and an un-adapted Normalization
 (mean 0, variance 1: checked below), i.e. the identity up to float round-off, so both sides see the same image.
@@ -79,7 +81,8 @@ def compare(references, bands, frames, variant="b0"):
     # each difference in units of its reference's max(1, max |logit|)
     static_diff, dynamic_diff = (float(np.abs(e - got).max()) / max(1.0, float(np.abs(e).max())) for e in expected)
     scale = float(np.abs(expected[0]).max())
-    print(f"{variant.upper()} {bands}x{frames}: efficientnet_pytorch {port.trainable_count(static):,} parameters, Keras "
+    print(f"{variant.upper()} {bands}x{frames}: efficientnet_pytorch {port.trainable_count(static):,} parameters, "
+          f"Keras "
           f"{port.keras_trainable_count(model):,}; max |diff| / max(1, max|logit|) vs static (from_pretrained) "
           f"{static_diff:.2e}, vs dynamic {dynamic_diff:.2e} (static max |logit| {scale:.2f}, sample-to-sample "
           f"{np.abs(expected[0][0] - expected[0][1]).max():.2f})")
@@ -102,7 +105,8 @@ def test_time_axis_matches_static_padding_at_an_odd_length(references):
 
 def test_odd_band_count_pads_like_dynamic_not_static(references):
     """65 bands: keras.applications pads the odd stride-2 inputs symmetrically (TF "same"), efficientnet_pytorch's
-    static 224 padding does not: the logits differ by more than the logits' own size. Documented in efficientnet.py; HCMUS's 96 / 32 rows
+    static 224 padding does not: the logits differ by more than the logits' own size. Documented in efficientnet.py;
+    HCMUS's 96 / 32 rows
     are multiples of 32 and unaffected."""
     static_diff, dynamic_diff = compare(references, 65, 64)
     assert dynamic_diff <= TOLERANCE

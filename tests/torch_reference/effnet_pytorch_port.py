@@ -5,7 +5,8 @@ The mapping, written from reading both libraries (nothing copied):
   (absent when the expand ratio is 1), `_depthwise_conv`/`_bn1`, `_se_reduce`/`_se_expand` (1x1 convs with bias),
   `_project_conv`/`_bn2`; then `_conv_head`/`_bn1` and `_fc`.
 - keras.applications: `stem_conv`/`stem_bn`; blocks named `block{stage}{letter}_` + `expand_conv`/`expand_bn`,
-  `dwconv`/`bn`, `se_reduce`/`se_expand`, `project_conv`/`project_bn`; `top_conv`/`top_bn`; tfmood's head `classifier_fc`.
+  `dwconv`/`bn`, `se_reduce`/`se_expand`, `project_conv`/`project_bn`; `top_conv`/`top_bn`;
+  tfmood's head `classifier_fc`.
 Both enumerate the blocks in the same order, so the i-th torch block is the i-th Keras block prefix.
 Depthwise kernels: torch (C, 1, kh, kw) -> Keras (kh, kw, C, 1); the rest follows tests/torch_reference/port.py.
 """
