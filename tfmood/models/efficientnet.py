@@ -18,8 +18,8 @@ The two seeds ran two different EfficientNet implementations; `source` picks one
   its block4a pads (1, 1) where Keras pads (0, 1) at 32 or 64 rows: tfmood's B7 matches the dynamic padding, not
   HCMUS's `from_pretrained` B7 (relative difference ~0.8 at 64x64). Its defaults are that library's: head dropout
   0.2 (B0) / 0.5 (B7), drop-connect 0.2 growing linearly over the blocks. `efficientnet_pytorch` keeps batch-norm
-  statistics with momentum 0.01 (PyTorch terms), i.e. 0.99 in Keras terms (keras.applications' own): the backbone keeps it
-  against `models.build`'s zoo-wide 0.9, while bw2col (plain PyTorch BN in the seeds) gets 0.9. HCMUS's code
+  statistics with momentum 0.01 (PyTorch terms), i.e. 0.99 in Keras terms (keras.applications' own): the backbone
+  keeps it against `models.build`'s zoo-wide 0.9, while bw2col (plain PyTorch BN in the seeds) gets 0.9. HCMUS's code
   (v-nhandt21/MediaEval2020 : SourceCode/WaveNetModel/main.py) builds **B6 with AdvProp** weights for the WaveNet
   features, while the paper reports B7; tfmood follows the paper (B7, standard ImageNet weights; Keras has no
   AdvProp weights).
