@@ -51,14 +51,5 @@ def port_classifier(net, model) -> None:
     """Copy an efficientnet_pytorch ImageNet classifier into tfmood's `imagenet_classes` model (built without
     ImageNet weights: its input Normalization layer is then the identity and is left as built)."""
     backbone = keras_backbone(model)
-    weights = mapping(net, backbone)
-    for name, values in weights.items():
-        layer = backbone.get_layer(name)
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        received = [tuple(v.shape) for v in values]
-        assert expected == received, f"{name}: Keras expects {expected}, the reference gives {received}"
-        layer.set_weights(values)
-    unset = [layer.name for layer in backbone.layers
-             if layer.trainable_weights and layer.name not in weights]
-    assert not unset, f"Keras layers with trainable weights the port did not set: {unset}"
+    port.assign(backbone, mapping(net, backbone), trainable_only=True)
     model.get_layer("classifier_fc").set_weights(port.linear(net._fc))

@@ -80,8 +80,11 @@ def bidirectional_gru(module: nn.GRU, layer: int) -> list:
     return gru_direction(module, layer, False) + gru_direction(module, layer, True)
 
 
-def assign(model, mapping: dict) -> None:
-    """`{keras layer name: weights}` -> set_weights, checking shapes (a wrong mapping fails loudly, not numerically)."""
+def assign(model, mapping: dict, trainable_only: bool = False) -> None:
+    """`{keras layer name: weights}` -> set_weights, checking shapes (a wrong mapping fails loudly, not numerically).
+
+    Every layer with weights must be set; with `trainable_only`, every layer with *trainable* weights (for models
+    whose fixed layers, such as an identity input Normalization, are left as built)."""
     for name, values in mapping.items():
         layer = model.get_layer(name)
         expected = [tuple(w.shape) for w in layer.get_weights()]
@@ -89,8 +92,10 @@ def assign(model, mapping: dict) -> None:
         assert expected == received, f"{name}: Keras expects {expected}, the reference gives {received}"
         layer.set_weights(values)
     ported = set(mapping)
-    missing = [layer.name for layer in model.layers if layer.get_weights() and layer.name not in ported]
-    assert not missing, f"Keras layers with weights the port did not set: {missing}"
+    missing = [layer.name for layer in model.layers
+               if (layer.trainable_weights if trainable_only else layer.get_weights()) and layer.name not in ported]
+    kind = "trainable weights" if trainable_only else "weights"
+    assert not missing, f"Keras layers with {kind} the port did not set: {missing}"
 
 
 def to_nchw(x: np.ndarray) -> torch.Tensor:
