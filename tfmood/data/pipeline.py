@@ -24,11 +24,12 @@ def list_shards(records_dir: str, split: str) -> list:
     return shard_paths(records_dir, split)
 
 
-def crops_per_epoch(track_frames, crop_frames, crops_per_track=None) -> int:
-    """How many crops one epoch yields (the same rule as `_crops`)."""
+def crop_counts(track_frames, crop_frames, crops_per_track=None) -> np.ndarray:
+    """Crops each track gives per epoch: `crops_per_track`, else one per `crop_frames` of audio (at least 1)."""
+    track_frames = np.asarray(track_frames)
     if crops_per_track:
-        return crops_per_track * len(track_frames)
-    return sum(max(1, (f + crop_frames // 2) // crop_frames) for f in track_frames)
+        return np.full(len(track_frames), int(crops_per_track))
+    return np.maximum(1, (track_frames + crop_frames // 2) // crop_frames)
 
 
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
@@ -50,8 +51,7 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")
     manifest = read_manifest(records_dir)
     store = framestore.ensure(records_dir, split)
-    counts = (np.full(len(store), int(crops_per_track)) if crops_per_track
-              else np.maximum(1, (store.frames + crop_frames // 2) // crop_frames))  # = crops_per_epoch
+    counts = crop_counts(store.frames, crop_frames, crops_per_track)
     total = int(counts.sum())
     steps = total // batch_size  # full batches only: every replica step sees the same global batch size
     track = tf.constant(np.repeat(np.arange(len(store)), counts), tf.int32)
