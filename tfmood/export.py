@@ -217,7 +217,9 @@ def _tile_to(mel, min_frames):
     if min_frames <= 1:
         return mel
     frames = tf.shape(mel)[2]
-    tf.debugging.assert_positive(frames, message="mel needs at least one time frame")
+    check = tf.debugging.assert_positive(frames, message="mel needs at least one time frame")
+    with tf.control_dependencies([check] if check is not None else []):  # before the division (see protocol)
+        frames = tf.identity(frames)
     repeats = tf.maximum(1, (min_frames + frames - 1) // frames)
     return tf.tile(mel, [1, 1, repeats])[:, :, :tf.maximum(frames, min_frames)]
 

@@ -66,7 +66,11 @@ class Protocol:
         mel = tf.convert_to_tensor(mel)
         crop = self.crop_frames
         frames = tf.shape(mel)[2]
-        tf.debugging.assert_positive(frames, message="the clip needs at least one time frame")
+        # The length check must run before the division below: in a graph only a data dependency orders them,
+        # otherwise an empty clip may fail on "Integer division by zero" instead of this message.
+        check = tf.debugging.assert_positive(frames, message="the clip needs at least one time frame")
+        with tf.control_dependencies([check] if check is not None else []):
+            frames = tf.identity(frames)
         # short_clips="tile": repeat a short clip along time to exactly one crop (every crop is then that one).
         repeats = (crop + frames - 1) // frames
         mel = tf.cond(frames < crop, lambda: tf.tile(mel, [1, 1, repeats])[:, :, :crop], lambda: mel)
