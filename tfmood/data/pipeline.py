@@ -11,7 +11,7 @@ a track, and yields tracks in split-TSV order.
 import numpy as np
 import tensorflow as tf
 
-from tfmood.data import augment, framestore, recipe_augment, schema, seeds
+from tfmood.data import augment, framestore, recipe_augment, schema, seeds, tf_reader
 from tfmood.data.convert import read_manifest, shard_paths
 from tfmood.protocol import Protocol
 
@@ -34,7 +34,7 @@ def crop_counts(track_frames, crop_frames, crops_per_track=None) -> np.ndarray:
 
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
                   shuffle_buffer=None, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
-                  seed=None, deterministic=False, crop_transforms=()):
+                  seed=None, deterministic=False, crop_transforms=(), reader="numpy", epochs=None):
     """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training.
 
     Crops come from the split's frame store (`tfmood.data.framestore`, built from the records on first use).
@@ -46,9 +46,18 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     the same epochs run to run, and every epoch draws anew.
 
     `crop_transforms`: recipe transforms (`tfmood.data.recipe_augment` specs) run on each batch before SpecAugment.
+
+    For tf.data service (`tfmood.data_service`), whose workers run the graph without Python:
+    `reader="tf"` reads the crops with TensorFlow ops only (`tf_reader`; the same crops as the default
+    `"numpy"`), and `epochs=(first, last)` makes one iteration yield epochs `first .. last - 1` in order
+    (`(last - first) * steps` batches, cardinality unknown) from a splittable source, each epoch's seed derived from `seed` and
+    the epoch's number (`seeds.epoch_seed`) rather than drawn at each iteration: a service worker re-creates
+    the dataset from its graph at every iteration, so an iteration-drawn seed would repeat every epoch.
     """
     if crop_frames < 1:
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")
+    if reader not in ("numpy", "tf"):
+        raise ValueError(f"reader must be 'numpy' or 'tf'. Received: {reader!r}")
     manifest = read_manifest(records_dir)
     store = framestore.ensure(records_dir, split)
     counts = crop_counts(store.frames, crop_frames, crops_per_track)
@@ -59,24 +68,35 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     count = tf.constant(np.repeat(counts, counts), tf.int32)
     frames = tf.constant(np.repeat(store.effective_frames(crop_frames), counts), tf.int32)  # short: repeated
 
-    def plan(epoch_seed):
+    def plan(epoch_seed, first=0, n=steps):
+        """The epoch's batches `first .. first + n - 1` (of `steps`)."""
         u = tf.random.stateless_uniform([total], seeds.derive(epoch_seed, seeds.CROP))
         starts = augment.stratified_starts(frames, crop_frames, k, count, u)
         order = tf.random.experimental.stateless_shuffle(tf.range(total), seeds.derive(epoch_seed, seeds.PLAN_ORDER))
-        order = tf.reshape(order[: steps * batch_size], [steps, batch_size])
+        order = tf.reshape(order[: steps * batch_size], [steps, batch_size])[first: first + n]
         batch_seeds = tf.random.experimental.stateless_split(seeds.derive(epoch_seed, seeds.PLAN_BATCHES), steps)
-        return tf.data.Dataset.from_tensor_slices((batch_seeds, tf.gather(track, order), tf.gather(starts, order)))
+        return tf.data.Dataset.from_tensor_slices((batch_seeds[first: first + n], tf.gather(track, order),
+                                                   tf.gather(starts, order)))
 
-    # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
-    ds = seeds.stream(seed, seeds.STREAM_PLAN).take(1).flat_map(plan)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))  # a progress total for Keras
+    if epochs is None:
+        # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
+        ds = seeds.stream(seed, seeds.STREAM_PLAN).take(1).flat_map(plan)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))  # a progress total for Keras
+    else:
+        ds = _epochs_plan(plan, steps, epochs, seed)
     labels = tf.constant(store.labels)
     tag_counts = [manifest["splits"][split]["tag_counts"][t] for t in manifest["tags"]]
     transforms = recipe_augment.build(crop_transforms)
     dtype, bands = tf.as_dtype(manifest["dtype"]), store.bands
 
+    windows = tf_reader.ensure(store, tf_reader.window_frames_for(crop_frames)) if reader == "tf" else None
+
     def load(batch_seed, tracks, starts):
-        x = tf.numpy_function(lambda t, s: store.crops(t, s, crop_frames), [tracks, starts], dtype, stateful=False)
+        if windows is not None:
+            x = windows.crops(tracks, starts, crop_frames)
+        else:
+            x = tf.numpy_function(lambda t, s: store.crops(t, s, crop_frames), [tracks, starts], dtype,
+                                  stateful=False)
         # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
         # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
         x = tf.transpose(tf.cast(tf.ensure_shape(x, [batch_size, crop_frames, bands]), tf.float32), [0, 2, 1])
@@ -87,6 +107,24 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
+
+
+# Batches per element of the epochs-mode source: the unit a tf.data service dispatcher hands to a worker.
+PLAN_CHUNK = 16
+
+
+def _epochs_plan(plan, steps, epochs, seed):
+    """Epochs `first .. last - 1` of the plan, from a splittable `range` of (epoch, chunk of batches)."""
+    first, last = epochs
+    if not 0 <= first < last:
+        raise ValueError(f"epochs must be (first, last) with 0 <= first < last. Received: {epochs!r}")
+    chunks = -(-steps // PLAN_CHUNK)
+    base = seeds.fixed(seed, seeds.STREAM_PLAN)
+
+    def chunk(i):
+        return plan(seeds.epoch_seed(base, i // chunks), tf.cast(i % chunks, tf.int32) * PLAN_CHUNK, PLAN_CHUNK)
+    # No assert_cardinality: under dynamic sharding each service worker sees only its part of the source.
+    return tf.data.Dataset.range(first * chunks, last * chunks).flat_map(chunk)
 
 
 def _augment_batch(x, y, spec_augment, mixup_alpha, seed, transforms=()):

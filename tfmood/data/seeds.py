@@ -13,6 +13,8 @@ epoch 0's crops and masks). Instead:
   (`stateless_split`), `losses.mixed_loss_batches` zips one onto each batch.
 """
 
+import os
+
 import tensorflow as tf
 
 # Purposes: one number per kind of draw, folded into the element's seed. Never reuse a number
@@ -62,3 +64,18 @@ def resolve(seed):
 def derive(seed, purpose: int):
     """The seed for one `purpose` (see the constants above) of the element seeded by `seed`."""
     return tf.random.experimental.stateless_fold_in(resolve(seed), purpose)
+
+
+def fixed(seed, stream_id: int):
+    """A constant stateless seed `[2] int64` for `stream_id` under the run's `seed`, for a dataset whose
+    iterations must not draw their own (a tf.data service worker re-creates the dataset at each iteration);
+    None draws one here, once, so every worker of the run shares it."""
+    value = stream_seed(seed, stream_id)
+    if value is None:
+        value = int.from_bytes(os.urandom(7), "little")
+    return tf.constant([value, stream_id], tf.int64)
+
+
+def epoch_seed(base, epoch):
+    """Epoch `epoch`'s seed under the constant seed `base` (`fixed`): a pure function of both."""
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(epoch, tf.int64))

@@ -1,0 +1,185 @@
+"""Training batches made by tf.data service: the pure-TF crop reader, the epochs mode, and a dispatcher with
+two workers as real processes on 127.0.0.1 (`python -m tfmood.data_service`), against the local pipeline."""
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmood import data_service
+from tfmood.data import convert, framestore, pipeline, tf_reader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CROP = 32
+CODE = 10_000  # ramp features: value = track ordinal * CODE + frame, so a crop tells where it was cut
+
+
+@pytest.fixture(scope="module")
+def ramp(tiny_source, tmp_path_factory):
+    """The tiny train split converted with features that encode (track ordinal, frame); 2 shards.
+
+    Returns (records folder, track ids by ordinal)."""
+    _, splits = tiny_source
+    features = tmp_path_factory.mktemp("ramp-features")
+    for k, track in enumerate(splits["train"]):
+        frames = round(track.duration * 12000 / 256)
+        path = track.feature_path(str(features))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.save(path, np.repeat((k * CODE + np.arange(frames, dtype=np.float32))[None], 96, axis=0))
+    out = str(tmp_path_factory.mktemp("ramp-records"))
+    convert.run({"train": splits["train"]}, convert.Options(features_root=str(features), out_dir=out),
+                num_shards=2, workers=1, show_progress=False)
+    return out, [int(track.track_id) for track in splits["train"]]
+
+
+def origins(x):
+    """(track ordinal, start) of each un-augmented ramp crop `[n, bands, crop, 1]`."""
+    first = x[:, 0, 0, 0].astype(np.int64)
+    np.testing.assert_array_equal(x[:, 0, :, 0] - first[:, None], np.arange(x.shape[2])[None].repeat(len(x), 0))
+    return list(zip((first // CODE).tolist(), (first % CODE).tolist()))
+
+
+def test_tf_reader_crops_equal_frame_store_crops(tiny_records):
+    store = framestore.ensure(tiny_records, "train")
+    rng = np.random.default_rng(0)
+    for crop in (CROP, 100):  # 100 > some tracks' 40-120 frames: from the repeated track, as FrameStore's
+        windows = tf_reader.ensure(store, tf_reader.window_frames_for(crop))
+        assert windows.window_frames < crop  # a crop spans several windows
+        room = store.effective_frames(crop) - crop + 1
+        tracks = np.repeat(np.arange(len(store)), 3)
+        starts = np.stack([np.zeros_like(room), room - 1, rng.integers(room)], 1).ravel()
+        got = windows.crops(tf.constant(tracks, tf.int32), tf.constant(starts, tf.int32), crop).numpy()
+        np.testing.assert_array_equal(got, store.crops(tracks, starts, crop))
+
+
+def test_tf_reader_gives_the_same_batches_as_the_numpy_reader(tiny_records):
+    def epoch(reader):
+        ds = pipeline.train_dataset(tiny_records, batch_size=8, crop_frames=CROP, mixup_alpha=0.3, seed=5,
+                                    deterministic=True, reader=reader)
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+    numpy_, tf_ = epoch("numpy"), epoch("tf")
+    assert len(numpy_) == len(tf_) > 1
+    for (xa, ya), (xb, yb) in zip(numpy_, tf_):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    with pytest.raises(ValueError, match="reader"):
+        pipeline.train_dataset(tiny_records, crop_frames=CROP, reader="python")
+
+
+def test_epochs_mode_covers_every_track_each_epoch_and_draws_anew(ramp):
+    ramp, ids = ramp
+    store = framestore.ensure(ramp, "train")
+    row = {int(track_id): t for t, track_id in enumerate(store.track_id)}
+    room = store.effective_frames(CROP) - CROP + 1
+    room = [room[row[track_id]] for track_id in ids]  # by ramp ordinal
+    ds = pipeline.train_dataset(ramp, batch_size=8, crop_frames=CROP, crops_per_track=1, spec_augment=False,
+                                seed=1, reader="tf", epochs=(0, 3), deterministic=True)
+    batches = [(x.numpy(), y.numpy()) for x, y in ds]
+    steps = len(store) // 8
+    assert len(batches) == 3 * steps
+    epochs = [batches[e * steps: (e + 1) * steps] for e in range(3)]
+    starts = []
+    for epoch in epochs:
+        crops = dict(origins(np.concatenate([x for x, _ in epoch])))
+        assert sorted(crops) == list(range(len(store)))  # every track once per epoch
+        assert all(0 <= s < room[t] for t, s in crops.items())
+        starts.append([crops[t] for t in range(len(store))])
+        np.testing.assert_allclose(np.concatenate([y for _, y in epoch]).mean(0), store.labels.mean(0), atol=1e-6)
+    assert np.mean(np.equal(starts[0], starts[1])) < 0.5 and np.mean(np.equal(starts[1], starts[2])) < 0.5
+    # a resumed run (epochs 2..2) reads the same epoch 2 as the whole run
+    resumed = pipeline.train_dataset(ramp, batch_size=8, crop_frames=CROP, crops_per_track=1, spec_augment=False,
+                                     seed=1, reader="tf", epochs=(2, 3), deterministic=True)
+    for (xa, _), (xb, _) in zip(epochs[2], resumed):
+        np.testing.assert_array_equal(xa, xb.numpy())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(*args):
+    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "tfmood.data_service", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_line(proc, text, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"no {text!r} from {proc.args}: {''.join(lines)}")
+
+
+@pytest.fixture(scope="module")
+def service():
+    """A dispatcher and two workers on 127.0.0.1, stopped with SIGTERM at the end (each must exit 0)."""
+    port = _free_port()
+    procs = [_start("dispatcher", "--port", str(port), "--host", "127.0.0.1")]
+    try:  # all three start at once (the workers wait for the dispatcher): TF's import dominates
+        procs += [_start("worker", "--dispatcher", f"grpc://127.0.0.1:{port}", "--port", str(_free_port()),
+                         "--host", "127.0.0.1") for _ in range(2)]
+        _wait_for_line(procs[0], "listening")
+        for proc in procs[1:]:
+            _wait_for_line(proc, "serving dispatcher")
+        yield f"grpc://127.0.0.1:{port}", procs
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=30) for proc in reversed(procs)]
+    assert codes == [0, 0, 0]  # clean SIGTERM
+
+
+def _digest(x, y):
+    return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+
+
+def test_two_worker_processes_make_the_local_pipelines_batches(ramp, service):
+    (ramp, _), (address, procs) = ramp, service
+
+    def run(distributed, **options):
+        ds = pipeline.train_dataset(ramp, batch_size=8, crop_frames=CROP, crops_per_track=1, seed=2, reader="tf",
+                                    epochs=(0, 2), **options)
+        if distributed:
+            ds = data_service.distribute(ds, address)
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    # Un-augmented: the multiset of (track, start) crops of the run is the local plan's, with the labels.
+    local, served = run(False, spec_augment=False), run(True, spec_augment=False)
+    crops = [Counter(origins(np.concatenate([x for x, _ in batches]))) for batches in (local, served)]
+    assert crops[0] == crops[1] and sum(crops[1].values()) == 2 * len(framestore.ensure(ramp, "train"))
+    # Augmented (SpecAugment + mixup): the same batches, in the order the workers finish them.
+    local, served = run(False, mixup_alpha=0.3), run(True, mixup_alpha=0.3)
+    assert len(served) == len(local)
+    assert sorted(_digest(x, y) for x, y in served) == sorted(_digest(x, y) for x, y in local)
+    xs = [np.concatenate([x for x, _ in batches]) for batches in (local, served)]
+    ys = [np.concatenate([y for _, y in batches]) for batches in (local, served)]
+    np.testing.assert_allclose(ys[1].mean(0), ys[0].mean(0), atol=1e-6)
+    np.testing.assert_allclose([xs[1].mean(), xs[1].std()], [xs[0].mean(), xs[0].std()], rtol=1e-6)
+    assert all(proc.poll() is None for proc in procs)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="grpc://HOST:PORT"):
+        data_service.address("127.0.0.1")
+    with pytest.raises(ValueError, match="--data-service"):
+        data_service.distribute(tf.data.Dataset.range(3), f"grpc://127.0.0.1:{_free_port()}")
+    worker = _start("worker", "--dispatcher", f"127.0.0.1:{_free_port()}", "--wait-s", "1")
+    out, _ = worker.communicate(timeout=60)
+    assert worker.returncode != 0 and "no dispatcher answers" in out
