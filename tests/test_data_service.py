@@ -2,6 +2,7 @@
 two workers as real processes on 127.0.0.1 (`python -m tfmood.data_service`), against the local pipeline."""
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -56,7 +57,8 @@ def test_tf_reader_crops_equal_frame_store_crops(tiny_records):
         room = store.effective_frames(crop) - crop + 1
         tracks = np.repeat(np.arange(len(store)), 3)
         starts = np.stack([np.zeros_like(room), room - 1, rng.integers(room)], 1).ravel()
-        got = windows.crops(tf.constant(tracks, tf.int32), tf.constant(starts, tf.int32), crop).numpy()
+        read = tf.function(lambda t, s: windows.crops(t, s, crop))  # as in the pipeline: traced, not eager
+        got = read(tf.constant(tracks, tf.int32), tf.constant(starts, tf.int32)).numpy()
         np.testing.assert_array_equal(got, store.crops(tracks, starts, crop))
 
 
@@ -128,7 +130,9 @@ def _wait_for_line(proc, text, timeout_s=60):
 
 @pytest.fixture(scope="module")
 def service():
-    """A dispatcher and two workers on 127.0.0.1, stopped with SIGTERM at the end (each must exit 0)."""
+    """A dispatcher and two workers as processes on 127.0.0.1, stopped with SIGTERM at the end (each must exit
+    0). Their start-up (three TensorFlow imports) takes 15-40 s on a loaded 2-core machine: the tests that use
+    them are slow; `in_process_service` runs the same servers as threads of the test process."""
     port = _free_port()
     procs = [_start("dispatcher", "--port", str(port), "--host", "127.0.0.1")]
     try:  # all three start at once (the workers wait for the dispatcher): TF's import dominates
@@ -146,12 +150,25 @@ def service():
     assert codes == [0, 0, 0]  # clean SIGTERM
 
 
+@pytest.fixture(scope="module")
+def in_process_service():
+    from tensorflow.data.experimental import service as tf_service
+
+    dispatcher = tf_service.DispatchServer(tf_service.DispatcherConfig(port=_free_port()))
+    hostport = data_service.address(dispatcher.target)
+    workers = [tf_service.WorkerServer(tf_service.WorkerConfig(dispatcher_address=hostport, port=_free_port()))
+               for _ in range(2)]
+    yield dispatcher.target
+    for server in (*workers, dispatcher):
+        server.stop()
+
+
 def _digest(x, y):
     return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
 
 
-def test_two_worker_processes_make_the_local_pipelines_batches(ramp, service):
-    (ramp, _), (address, procs) = ramp, service
+def _same_batches_through(address, ramp):
+    """The local plan's batches and the service's, un-augmented then augmented, checked equal."""
 
     def run(distributed, **options):
         ds = pipeline.train_dataset(ramp, batch_size=8, crop_frames=CROP, crops_per_track=1, seed=2, reader="tf",
@@ -172,6 +189,16 @@ def test_two_worker_processes_make_the_local_pipelines_batches(ramp, service):
     ys = [np.concatenate([y for _, y in batches]) for batches in (local, served)]
     np.testing.assert_allclose(ys[1].mean(0), ys[0].mean(0), atol=1e-6)
     np.testing.assert_allclose([xs[1].mean(), xs[1].std()], [xs[0].mean(), xs[0].std()], rtol=1e-6)
+
+
+def test_the_service_makes_the_local_pipelines_batches(ramp, in_process_service):
+    _same_batches_through(in_process_service, ramp[0])
+
+
+@pytest.mark.slow
+def test_two_worker_processes_make_the_local_pipelines_batches(ramp, service):
+    address, procs = service
+    _same_batches_through(address, ramp[0])
     assert all(proc.poll() is None for proc in procs)
 
 
@@ -183,3 +210,21 @@ def test_clear_errors():
     worker = _start("worker", "--dispatcher", f"127.0.0.1:{_free_port()}", "--wait-s", "1")
     out, _ = worker.communicate(timeout=60)
     assert worker.returncode != 0 and "no dispatcher answers" in out
+
+
+@pytest.mark.slow
+def test_training_reads_its_batches_from_the_service(tiny_records, service, tmp_path):
+    import tiny_model  # noqa: F401  (registers "tiny_cnn")
+    from tfmood.training.config import TrainConfig
+    from tfmood.training.trainer import train
+
+    cfg = TrainConfig(model="tiny_cnn", data=tiny_records, epochs=3, batch_size=8, crop_frames=CROP, eval_segments=2,
+                      mixup_alpha=0.3, mixup_mode="losses", out=str(tmp_path / "runs"), export=False, name="served",
+                      verbose=0, data_service=service[0])
+    summary = train(cfg)
+    with open(tmp_path / "runs" / "served" / "history.jsonl") as f:
+        history = [json.loads(line) for line in f]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and all(np.isfinite(h["loss"]) for h in history)
+    assert 0 < summary["validation"]["PR-AUC-macro"] <= 1
+    with pytest.raises(ValueError, match="grpc://HOST:PORT"):
+        TrainConfig(data_service="localhost").validate()

@@ -123,7 +123,8 @@ def _free_port() -> int:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tfmood.data_service", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="role", required=True)
     d = sub.add_parser("dispatcher", help="the one dispatcher trainers and workers connect to")
     d.add_argument("--port", type=int, required=True)

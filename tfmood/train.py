@@ -72,7 +72,7 @@ def add_recipe_args(p):
 
 
 def add_machinery_args(p):
-    """SWA, determinism, precision and XLA flags (tfmood.training.{swa,strategy}; docs/training.md)."""
+    """SWA, determinism, precision, XLA and data-service flags (tfmood.training.{swa,strategy}; docs/training.md)."""
     p.add_argument("--swa-start", type=int, help="SWA (CP-JKU): average weights from this 1-based epoch on")
     p.add_argument("--swa-every", type=int, help="SWA: collect every N epochs (default 3)")
     p.add_argument("--swa-keep", type=int, help="SWA snapshots swa-<n>.keras kept for averaging (default 4)")
@@ -85,6 +85,8 @@ def add_machinery_args(p):
     p.add_argument("--xla", dest="xla", action="store_true", default=None,
                    help="compile train/predict steps with XLA (default: Keras' choice, on for GPUs)")
     p.add_argument("--no-xla", dest="xla", action="store_false")
+    p.add_argument("--data-service", metavar="grpc://HOST:PORT",
+                   help="make the training batches on tf.data service workers (python -m tfmood.data_service)")
 
 
 def add_method_args(p):

@@ -50,9 +50,10 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     For tf.data service (`tfmood.data_service`), whose workers run the graph without Python:
     `reader="tf"` reads the crops with TensorFlow ops only (`tf_reader`; the same crops as the default
     `"numpy"`), and `epochs=(first, last)` makes one iteration yield epochs `first .. last - 1` in order
-    (`(last - first) * steps` batches, cardinality unknown) from a splittable source, each epoch's seed derived from `seed` and
-    the epoch's number (`seeds.epoch_seed`) rather than drawn at each iteration: a service worker re-creates
-    the dataset from its graph at every iteration, so an iteration-drawn seed would repeat every epoch.
+    (`(last - first) * steps` batches, cardinality unknown) from a splittable source, each epoch's seed
+    derived from `seed` and the epoch's number (`seeds.epoch_seed`) rather than drawn at each iteration: a
+    service worker re-creates the dataset from its graph at every iteration, so an iteration-drawn seed
+    would repeat every epoch.
     """
     if crop_frames < 1:
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")

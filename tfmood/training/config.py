@@ -55,6 +55,7 @@ class TrainConfig:
     # SpecAugment, e.g. [{"name": "time_roll", "max_shift": 50}]; evaluation never sees them.
     crop_transforms: list = dataclasses.field(default_factory=list)
     standardize: str = None          # "bands": per-band mean/std of the training split (CP-JKU), None: raw
+    data_service: str = None         # grpc://HOST:PORT of a tf.data service dispatcher: its workers make the batches
 
     def validate(self):
         positive = ("epochs", "batch_size", "crop_frames", "eval_segments")
@@ -68,6 +69,9 @@ class TrainConfig:
             raise ValueError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: {self.mixup_alpha!r}")
         validate_methods(self)
         validate_selection(self)
+        if self.data_service:
+            from tfmood.data_service import address
+            address(self.data_service)
         from tfmood.training.swa import check_options
         check_options(self)
         return self

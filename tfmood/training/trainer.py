@@ -96,13 +96,20 @@ def train(cfg: TrainConfig) -> dict:
     resume.prepare_history(paths.history, resume.completed_epochs(paths.backup))
     with open(paths.config, "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=1)
-    train_ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
-                                      spec_augment=cfg.spec_augment,
-                                      mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
-                                      label_balancing=cfg.label_balancing, seed=cfg.seed,
-                                      deterministic=cfg.deterministic, crop_transforms=cfg.crop_transforms)
-    if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
-        train_ds = losses.mixed_loss_batches(train_ds, cfg.mixup_alpha, cfg.seed)
+
+    def batches(**service):
+        ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
+                                    spec_augment=cfg.spec_augment,
+                                    mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
+                                    label_balancing=cfg.label_balancing, seed=cfg.seed,
+                                    deterministic=cfg.deterministic, crop_transforms=cfg.crop_transforms, **service)
+        if service:  # made by tf.data service workers (tfmood.data_service; docs/training.md)
+            from tfmood import data_service
+            ds = data_service.distribute(ds, cfg.data_service)
+        if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
+            ds = losses.mixed_loss_batches(ds, cfg.mixup_alpha, cfg.seed)
+        return ds
+    train_ds = batches()
     with strategy.scope():
         model = build_and_compile(cfg, bands, records)
         train_stats = read_manifest(records)["splits"]["train"]
@@ -111,9 +118,13 @@ def train(cfg: TrainConfig) -> dict:
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
     callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
     # shuffle=False: the tf.data pipeline shuffles; Keras would only warn that it can't.
-    fit_ds = prepare_fit(model, train_ds)  # multi-worker: DATA sharding + a Keras 3 workaround
+    fit_ds, steps = train_ds, None
+    if cfg.data_service:  # all the run's epochs in one iteration of the service's job, `steps` per epoch
+        steps, first = int(train_ds.cardinality()), min(resume.completed_epochs(paths.backup), cfg.epochs - 1)
+        fit_ds = batches(reader="tf", epochs=(first, cfg.epochs))
+    fit_ds = prepare_fit(model, fit_ds)  # multi-worker: DATA sharding + a Keras 3 workaround
     with cluster_guard(strategy):  # multi-worker: a peer that is gone -> one clear PeerLost error
-        model.fit(fit_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks, shuffle=False)
+        model.fit(fit_ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False)
     return finish(cfg, paths, records, chief)
 
 
