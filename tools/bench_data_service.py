@@ -2,7 +2,7 @@
 """Benchmark the training batches made by tf.data service against the local pipeline, in one run.
 
     python tools/bench_data_service.py [--tracks 100] [--workdir /tmp/tfmood-bench] [--seconds 10]
-                                       [--crops-per-track 1] [--workers 1 2]
+                                       [--crops-per-track 1] [--workers 1 2] [--readers]
 
 The data are tools/bench_pipeline.py's (synthetic 96-band tracks with real split-0 durations, converted).
 Every loader makes the same batches: one random 96x960 crop per track per epoch (`--crops-per-track 0`: one
@@ -11,7 +11,7 @@ with the frame store's `numpy_function` reader (`numpy`); the same with the pure
 service's workers run); the trainer's dataset through a dispatcher and N workers started as processes of
 `python -m tfmood.data_service` on this machine (`service-N`). Reported: crops/s, crops/s per core of this
 machine, and read amplification (bytes read by the loader's processes, the workers' included, over the
-crops' own bytes). On one machine the service only adds its overhead (the workers share these cores): what
+crops' own bytes). `--readers` first times the two readers alone. On one machine the service only adds its overhead (the workers share these cores): what
 it buys is more machines' cores, N workers' worth.
 """
 
@@ -61,6 +61,29 @@ def run_loader(kind, records, seconds, crops_per_track):
                       "read_amplification": read / (rate * seconds * crop_bytes)}))
 
 
+def readers_alone(records, batches=30):
+    """crops/s of each reader by itself: `batches` calls of 32 random 96x960 crops, one at a time."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfmood.data import framestore, tf_reader
+    store = framestore.ensure(records, "train")
+    windows = tf_reader.ensure(store, tf_reader.window_frames_for(bench.CROP))
+    read_tf = tf.function(lambda t, s: windows.crops(t, s, bench.CROP))
+    rng = np.random.default_rng(0)
+    room = store.effective_frames(bench.CROP) - bench.CROP + 1
+    plan = [(t, (rng.random(bench.BATCH) * room[t]).astype(np.int32))
+            for t in rng.integers(len(store), size=(batches + 1, bench.BATCH)).astype(np.int32)]
+    rates = {}
+    for name, read in (("numpy", lambda t, s: store.crops(t, s, bench.CROP)), ("tf", read_tf)):
+        read(*plan[0])  # tracing
+        t0 = time.perf_counter()
+        for t, s in plan[1:]:
+            read(t, s)
+        rates[name] = batches * bench.BATCH / (time.perf_counter() - t0)
+    return rates
+
+
 def start_service(workers):
     """A dispatcher and `workers` workers on 127.0.0.1, as processes; returns (address, processes)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
@@ -95,6 +118,7 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--crops-per-track", type=int, default=1, help="0: one crop per 960 frames of audio")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="service runs with this many workers")
+    p.add_argument("--readers", action="store_true", help="also time the two readers alone (no augmentation)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     records = str(Path(args.workdir) / f"tracks-{args.tracks}" / "records")
@@ -108,6 +132,9 @@ def main(argv=None):
     mode = f"{args.crops_per_track} crop(s) per track" if args.crops_per_track else "one crop per 960 frames"
     print(f"{bench.cores()} cores; {args.tracks} tracks; crop {bench.BANDS}x{bench.CROP}, {mode}, SpecAugment + "
           f"mixup, batch {bench.BATCH}; {args.seconds:g} s per loader; stores ready in {built:.1f} s")
+    if args.readers:
+        rates = readers_alone(records)
+        print("  readers alone: " + ", ".join(f"{k} {v:.0f} crops/s" for k, v in rates.items()), flush=True)
     rows = []
     for kind in ["numpy", "tf", *(f"service-{n}" for n in args.workers)]:
         out = subprocess.run([sys.executable, __file__, "--child", kind, *map(str, argv or sys.argv[1:])],
