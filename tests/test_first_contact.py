@@ -65,9 +65,22 @@ def runs(tmp_path_factory):
         print("main thread message", file=sys.stderr)
         raise RuntimeError("main thread failed while TensorFlow was importing")
     """)
+    # The first training step's metrics (tfmood.training.trainer) transpose int32 and bool tensors, which
+    # made TensorFlow print "oneDNN supports DT_INT32 only on platforms with AVX-512"; tf.config must still
+    # be settable afterwards (the window may not start TensorFlow's runtime).
+    training_metric = textwrap.dedent("""
+        import tfmood, keras, tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        auc = keras.metrics.AUC(curve="PR", multi_label=True)
+        labels, scores = tf.constant([[1.0, 0.0], [0.0, 1.0]]), tf.constant([[0.8, 0.3], [0.4, 0.6]])
+        tf.function(auc.update_state)(labels, scores)
+        auc.update_state(labels, scores)
+        print(round(float(auc.result()), 3))
+    """)
     missing = tmp / "missing"
     commands = {
         "background_import": ["-c", background],
+        "training_metric": ["-c", training_metric],
         "list_models": ["-m", "tfmood.train", "--list-models"],
         "device_use": ["-c", device_use],
         "window": ["-c", window],
@@ -112,6 +125,19 @@ def test_device_use_is_quiet_and_real_errors_show(runs):
     assert stdout.split() == ["6.0", "None"]  # ran on a device; tfmood did not hide any GPU
     assert_quiet(stderr)
     assert code == 1 and "Matrix size-incompatible" in stderr and "Traceback" in stderr
+
+
+def test_first_training_step_prints_no_onednn_dtype_notice(runs):
+    code, stdout, stderr = runs["training_metric"]
+    assert code == 0 and stdout.split() == ["1.0"], stderr
+    assert_quiet(stderr)
+
+
+def test_onednn_dtype_notice_is_dropped_and_other_util_errors_kept():
+    notice = ("E0000 00:00:1796180839.317997   25580 util.cc:131] oneDNN supports DT_INT32 only on platforms "
+              "with AVX-512. Falling back to the default Eigen-based implementation if present.\n")
+    other = "W0000 00:00:1796180839.317997   25580 util.cc:159] Not handling type DT_INT32\n"
+    assert _quiet.filter_lines(notice + other, has_driver=False) == other
 
 
 def test_the_window_keeps_unknown_lines(runs):

@@ -1,5 +1,7 @@
 """`python -m tfmood.predict` on a tiny exported vggish and synthetic audio, bad files included."""
 
+import importlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -106,3 +108,46 @@ def test_cli_rejects_bad_arguments_and_models(exported, audio_dir, tmp_path, cap
     (old / "assets" / "tfmood.json").write_text(json.dumps(info))
     assert predict.main([str(audio_dir / "long.wav"), "--model", str(old)]) == 2
     assert "re-export it" in capsys.readouterr().err
+
+
+# What one `python -m tfmood.predict` run may import: TensorFlow, not the packages it would drag in for
+# nothing (Keras 3 and scikit-learn via TensorFlow's eager `keras.src.optimizers` import, librosa via decoding).
+HEAVY = ("keras", "sklearn", "librosa")
+MODULES_AFTER_MAIN = """
+import gc, sys
+from tfmood import predict
+status = predict.main(sys.argv[1:])
+print("STATUS", status, "GC", gc.isenabled())
+print("HEAVY", *sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY)))
+"""
+
+
+def test_predict_imports_neither_keras_nor_librosa_and_restores_gc(exported, audio_dir):
+    model_dir, _ = exported
+    script = f"HEAVY = {HEAVY!r}\n" + MODULES_AFTER_MAIN
+    run = subprocess.run([sys.executable, "-c", script, str(audio_dir / "long.wav"), "--model", str(model_dir)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(str(audio_dir / "long.wav") + "\t")  # the result came out
+    assert lines[1] == "STATUS 0 GC True"
+    assert lines[2] == "HEAVY", f"imported by predict: {lines[2].split()[1:]}"
+
+
+def test_keras_refused_only_inside_the_block_and_only_for_its_thread(monkeypatch):
+    import threading
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    seen = {}
+    with predict.KerasRefused():
+        spec = importlib.util.find_spec("keras")  # what TensorFlow does to locate keras' folder: still works
+        assert spec is not None and spec.origin.endswith("__init__.py")
+        with pytest.raises(ImportError, match="without keras"):
+            importlib.import_module("keras")
+        assert "keras" not in sys.modules
+        other = threading.Thread(target=lambda: seen.update(loader=importlib.util.find_spec("keras").loader))
+        other.start()
+        other.join()
+    assert not isinstance(seen["loader"], predict._RefusingLoader)  # other threads import keras normally
+    assert not any(isinstance(f, predict.KerasRefused) for f in sys.meta_path)
+    assert not isinstance(importlib.util.find_spec("keras").loader, predict._RefusingLoader)

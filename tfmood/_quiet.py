@@ -17,6 +17,19 @@ file descriptor 2 pointed at a temporary file, the CUDA platform is initialised 
 `BENIGN` is written to the real stderr. The cuInit failure counts as benign only when no NVIDIA driver
 (libcuda.so.1) can be loaded, i.e. when there is no GPU to lose; with a driver it is a real error and is kept.
 GPUs stay visible: nothing sets CUDA_VISIBLE_DEVICES. Set TFMOOD_TF_STARTUP_LOGS=1 to see every line.
+
+One more benign line comes later, at the first op that meets a dtype its oneDNN kernel lacks (an int32 or
+bool Transpose, e.g. inside keras.metrics.AUC(multi_label=True) at the first training step):
+
+    E0000 ... util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX-512. Falling back to the
+    default Eigen-based implementation if present.
+
+(printed on AVX-512 machines too; the op runs TensorFlow's own kernel, same result). TensorFlow prints it
+once per process (`absl::call_once` in `tensorflow::DataTypeUnsupportedWarning`), so the window calls that
+function itself (through ctypes; no op runs and no eager context is created, so `tf.config` stays settable)
+and drops what it prints: the process never prints it again. The cost: the same notice for DT_HALF or
+DT_BFLOAT16 on a CPU without those instructions, a performance hint, is not shown either; run with
+TFMOOD_TF_STARTUP_LOGS=1 to see it. If the symbol is not found (another TensorFlow build), nothing is called.
 """
 
 import atexit
@@ -41,9 +54,15 @@ BENIGN = tuple(re.compile(pattern) for pattern in (
     # Harmless double registrations that some TF builds log at import.
     _CPP + r"\S+\.cc:\d+\] Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for "
            r"plugin cu\w+ when one has already been registered$",
+    # Printed by `_spend_dtype_notice` inside the window (see the module docstring).
+    _CPP + r"util\.cc:\d+\] oneDNN supports DT_\w+ only on platforms with AVX-512\. Falling back to the default "
+           r"Eigen-based implementation if present\.$",
 ))
 # Benign only when there is no driver (no GPU to use); with a driver, a cuInit failure is a real problem.
 NO_DRIVER_ONLY = (re.compile(_CPP + r"\S+\.cc:\d+\] failed call to cuInit: "),)
+# tensorflow::DataTypeUnsupportedWarning(const DataType&): the mangled name encodes the signature, so a
+# TensorFlow whose function differs has no such symbol and is left alone.
+DTYPE_NOTICE_SYMBOL = "_ZN10tensorflow26DataTypeUnsupportedWarningERKNS_8DataTypeE"
 
 
 def install():
@@ -109,9 +128,22 @@ class _QuietLoader(importlib.abc.Loader):
                 module.config.list_physical_devices()
             except Exception:  # a broken CUDA set-up: the user's own first device use reports it
                 pass
+            _spend_dtype_notice(module)
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
+
+
+def _spend_dtype_notice(tf):
+    """Make TensorFlow print its once-per-process oneDNN dtype notice now (see the module docstring)."""
+    try:
+        library = ctypes.CDLL(os.path.join(tf.sysconfig.get_lib(), "libtensorflow_framework.so.2"))
+        notice = library[DTYPE_NOTICE_SYMBOL]
+    except (OSError, AttributeError):  # not Linux, or another build: the notice may show once later
+        return
+    notice.restype = None
+    notice.argtypes = [ctypes.POINTER(ctypes.c_int)]
+    notice(ctypes.byref(ctypes.c_int(tf.int32.as_datatype_enum)))
 
 
 class _FilteredStderr:
