@@ -16,11 +16,11 @@ The two seeds ran two different EfficientNet implementations; `source` picks one
   the logits' size. The default, `padding=None`, is the library's image size, so the model matches
   `from_pretrained` at every input size (tests/test_differential_effnet_pytorch.py); an int or (height, width)
   computes the static padding for another image size; `"same"` keeps keras.applications' own padding (=
-  `efficientnet_pytorch`'s dynamic padding, `image_size=None`, on the frequency axis).
-  Its defaults are that library's: head dropout
-  0.2 (B0) / 0.5 (B7), drop-connect 0.2 growing linearly over the blocks. `efficientnet_pytorch` keeps batch-norm
-  statistics with momentum 0.01 (PyTorch terms), i.e. 0.99 in Keras terms (keras.applications' own): the backbone
-  keeps it against `models.build`'s zoo-wide 0.9, while bw2col (plain PyTorch BN in the seeds) gets 0.9. HCMUS's code
+  `efficientnet_pytorch`'s dynamic padding, `image_size=None`, on the frequency axis). Its other defaults are
+  that library's too: head dropout 0.2 (B0) / 0.5 (B7), drop-connect 0.2 growing linearly over the blocks.
+  `efficientnet_pytorch` keeps batch-norm statistics with momentum 0.01 (PyTorch terms), i.e. 0.99 in Keras terms
+  (keras.applications' own): the backbone keeps it against `models.build`'s zoo-wide 0.9, while bw2col (plain
+  PyTorch BN in the seeds) gets 0.9. HCMUS's code
   (v-nhandt21/MediaEval2020 : SourceCode/WaveNetModel/main.py) builds **B6 with AdvProp** weights for the WaveNet
   features, while the paper reports B7; tfmood follows the paper (B7, standard ImageNet weights; Keras has no
   AdvProp weights).
@@ -106,11 +106,13 @@ def static_padding(image_size):
 
 
 def check_padding(padding):
-    """The `padding` option: "same" or a static image size (a positive int or a (height, width) pair)."""
-    sizes = (padding,) if isinstance(padding, int) else padding
-    if padding == "same" or (isinstance(sizes, (tuple, list)) and len(sizes) in (1, 2)
-                             and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)):
-        return padding if padding == "same" or isinstance(padding, int) else tuple(padding)
+    """The `padding` option: "same", or a static image size (a positive int, or [height, width])."""
+    def size(n):
+        return isinstance(n, int) and not isinstance(n, bool) and n > 0
+    if padding == "same" or size(padding):
+        return padding
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(size(n) for n in padding):
+        return tuple(padding)
     raise ValueError(f"padding must be 'same' (TensorFlow's, by the input's size) or the image size "
                      f"efficientnet_pytorch computes its static padding for (224 for B0, 600 for B7, or "
                      f"[height, width]), got {padding!r}.")
