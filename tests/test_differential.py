@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 import keras  # noqa: E402
 
 from tfmood import models  # noqa: E402
-from torch_reference import amlag, cpjku, mtg_vggish, port, torchvision_resnet, vqvae_taiinn  # noqa: E402
+from torch_reference import amlag, choi_crnn, cpjku, mtg_vggish, port, torchvision_resnet, vqvae_taiinn  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -92,6 +92,77 @@ def test_vggish_matches_mtg_baseline_through_the_mtg_port():
 
 def test_vggish_has_mtgs_parameter_count():
     assert port.trainable_count(mtg_vggish.CNN(56)) == port.keras_trainable_count(models.build("vggish")) == 448_122
+
+
+# === Choi's CRNN (keunwoochoi/music-auto_tagging-keras : music_tagger_crnn.py, Keras 1) ===
+
+def _crnn_pair(seed, keras1, channels=(64, 128, 128, 128), **options):
+    from tfmood.models import crnn
+
+    torch.manual_seed(seed)
+    reference = port.randomize(choi_crnn.MusicTaggerCRNN(num_tags=56, channels=channels, keras1=keras1,
+                                                         time_padding=37 if keras1 else 0), seed=seed)
+    style = crnn.CHOI2017 if keras1 else {}  # 56 tags (Choi's has 50): the counts below are fidelity.md's
+    model = models.build("crnn", input_shape=(96, None, 1), num_tags=56, channels=channels,
+                         **{**style, **options})
+    port.assign(model, choi_crnn.keras_mapping(reference, port))
+    return reference, model
+
+
+def _crnn_logits_spread(model, x):
+    """Sample-to-sample spread of the scores: a near-constant output would make the comparison vacuous."""
+    scores = np.asarray(model(x, training=False))
+    return float(np.abs(scores[0] - scores[1]).max())
+
+
+def test_crnn_matches_choi_keras1_crnn():
+    """`**crnn.CHOI2017` on Choi's own input (96 x 1366, padded to 1440 = 15 GRU steps): time zero-padding before
+    the per-band BN, valid pools, Keras 1 GRUs (hard_sigmoid 0.2 x + 0.5 gates, reset before the product)."""
+    reference, model = _crnn_pair(7, keras1=True)
+    x = _input((2, 96, 1366, 1), seed=7)
+    with torch.no_grad():
+        expected = reference(port.to_nchw(x))
+    assert port.trainable_count(reference) == port.keras_trainable_count(model) == 394_296
+    assert _crnn_logits_spread(model, x) > 100 * TOLERANCE
+    assert_close(model(x, training=False), expected, "crnn CHOI2017 vs Choi's Keras 1 CRNN (96 x 1366)")
+
+
+@pytest.mark.parametrize("option, value", [("gru", "pytorch"), ("time_padding", 0)])
+def test_crnn_choi_options_each_matter(option, value):
+    """Dropping Choi's GRU or time padding moves the output by far more than the tolerance (so the test above
+    checks each of them; `pool_padding` cannot matter at 1440 frames, which every pool divides). Small widths: the
+    point is the size of the change."""
+    from tfmood.models import crnn
+
+    channels = (8, 8, 8, 8)
+    reference, exact = _crnn_pair(8, keras1=True, channels=channels)
+    changed = models.build("crnn", input_shape=(96, None, 1), num_tags=56, channels=channels,
+                           **{**crnn.CHOI2017, option: value})
+    for layer in exact.layers:
+        weights = layer.get_weights()
+        if layer.name.startswith("gru") and option == "gru":  # reset_after: Choi's bias as the input bias
+            weights = [*weights[:2], np.stack([weights[2], np.zeros_like(weights[2])])]
+        if weights:
+            changed.get_layer(layer.name).set_weights(weights)
+    x = _input((2, 96, 1366, 1), seed=8)
+    with torch.no_grad():
+        expected = reference(port.to_nchw(x))
+    assert_close(exact(x, training=False), expected, "crnn CHOI2017, 8 channels")
+    diff = max_diff(changed(x, training=False), expected)
+    print(f"[differential] crnn CHOI2017 with {option}={value!r}: max |diff| {diff:.2e}")
+    assert diff > 1e-3
+
+
+def test_crnn_default_pytorch_gru_matches_torch_gru():
+    """tfmood's default style ("pytorch": sigmoid gates, reset after the product, two biases) against the same
+    CRNN with torch.nn.GRU, on 96 x 960 (the pools divide it, so same and valid pooling agree)."""
+    reference, model = _crnn_pair(9, keras1=False)
+    x = _input((2, 96, 960, 1), seed=9)
+    with torch.no_grad():
+        expected = reference(port.to_nchw(x))
+    assert port.keras_trainable_count(model) == port.trainable_count(reference) == 394_488
+    assert _crnn_logits_spread(model, x) > 100 * TOLERANCE
+    assert_close(model(x, training=False), expected, "crnn default vs CRNN with torch.nn.GRU (96 x 960)")
 
 
 # === torchvision ResNet-34 ===

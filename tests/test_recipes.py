@@ -12,8 +12,8 @@ from tfmood.train import config_from_args, main, parse_args
 
 NAMES = ["hcmus2020-mel-effb0", "hcmus2020-wavenet-mobilenetv2", "hcmus2020-wavenet-effb7",
          "selab2021-coteach-effb0-rexnet", "cpjku2019-faresnet", "cpjku2019-shake-faresnet", "cpjku2019-resnet34",
-         "cpjku2019-crnn", "amlag2019-attention", "uai2020-resnet34-attention", "taiinn2019-vqvae-gru",
-         "taiinn2019-vqvae-cnn", "mtg-vggish-baseline"]
+         "cpjku2019-crnn", "amlag2019-mobilenetv2", "amlag2019-attention", "uai2020-resnet34-attention",
+         "taiinn2019-vqvae-gru", "taiinn2019-vqvae-cnn", "mtg-vggish-baseline"]
 
 
 def test_registry_holds_exactly_the_published_systems():
@@ -95,6 +95,21 @@ def test_settled_settings_are_real_options_of_their_recipes():
     for name in ("hcmus2020-mel-effb0", "hcmus2020-wavenet-mobilenetv2", "hcmus2020-wavenet-effb7"):
         cfg = recipes.get(name)
         assert cfg.monitor == "val_loss" and cfg.crop_transforms[0]["name"] == "random_resized_crop"
+    # EfficientNet padding as the code's efficientnet_pytorch from_pretrained: static for 224 (B0) / 600 (B7)
+    assert recipes.get("hcmus2020-mel-effb0").model_options["padding"] == 224
+    assert recipes.get("hcmus2020-wavenet-effb7").model_options["padding"] == 600
+
+
+def test_amlag_submission1_runs_its_notebooks_head_and_training():
+    """submission1/main.ipynb: MobileNetV2 -> mean pool -> Dropout(0.2) -> Linear; 6590-frame crops, batch 4,
+    Adam 1e-3 amsgrad + plateau on the validation loss, 100 epochs, early stop 25, mixup alpha 1."""
+    cfg = recipes.get("amlag2019-mobilenetv2")
+    assert (cfg.crop_frames, cfg.batch_size, cfg.epochs, cfg.early_stopping_patience) == (6590, 4, 100, 25)
+    assert (cfg.optimizer, cfg.lr, cfg.amsgrad, cfg.schedule, cfg.monitor) == ("adam", 1e-3, True, "plateau",
+                                                                               "val_loss")
+    assert (cfg.mixup_alpha, cfg.mixup_mode, cfg.label_balancing) == (1.0, "targets", False)
+    model = models.build(cfg.model, input_shape=(96, None, 1), **dict(cfg.model_options, imagenet=False, alpha=0.35))
+    assert model.get_layer("head_dropout").rate == 0.2
 
 
 def test_wavenet_recipes_use_16_band_data():

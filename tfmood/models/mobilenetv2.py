@@ -7,7 +7,9 @@ pooled sigmoid head gives the 56 tag scores. Differs from the seeds: ImageNet we
 (`imagenet=True`) instead of always loaded; `alpha` < 1 gives the narrow variants used in tests;
 `duplicate_bands` stacks copies of the input along frequency, as HCMUS's `np.tile(features, (2, 1))` does for
 16-band WaveNet features (keras.applications' MobileNetV2 refuses inputs under 32 rows). Head `dropout` defaults
-to 0; AMLAG 2019 submission 1 has 0.2 before its linear layer (`dropout=0.2`; no tfmood recipe runs submission 1).
+to 0 (HCMUS); AMLAG 2019 submission 1 has 0.2 before its linear layer (`dropout=0.2`, the amlag2019-mobilenetv2
+recipe). The backbone is keras.applications', not the seeds' torchvision MobileNetV2 (stride-2 padding TF-style,
+BN eps 1e-3, Keras' ImageNet weights): no differential test matches it to torchvision.
 """
 
 import keras

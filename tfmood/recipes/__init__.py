@@ -23,8 +23,8 @@ RECIPES = Registry("recipe")
 
 MODULES = ("hcmus2020_mel_effb0", "hcmus2020_wavenet_mobilenetv2", "hcmus2020_wavenet_effb7",
            "selab2021_coteach_effb0_rexnet", "cpjku2019_faresnet", "cpjku2019_shake_faresnet", "cpjku2019_resnet34",
-           "cpjku2019_crnn", "amlag2019_attention", "uai2020_resnet34_attention", "taiinn2019_vqvae_gru",
-           "taiinn2019_vqvae_cnn", "mtg_vggish_baseline")
+           "cpjku2019_crnn", "amlag2019_mobilenetv2", "amlag2019_attention", "uai2020_resnet34_attention",
+           "taiinn2019_vqvae_gru", "taiinn2019_vqvae_cnn", "mtg_vggish_baseline")
 
 for _module in MODULES:
     _recipe = importlib.import_module(f"{__name__}.{_module}")

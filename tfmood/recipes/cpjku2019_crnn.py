@@ -18,7 +18,7 @@ we use the paper's shared optimisation without SWA.
 """
 
 from tfmood.recipes import _cpjku2019
-from tfmood.recipes.base import Published, shrink
+from tfmood.recipes.base import Published, Setting, shrink
 from tfmood.training.config import TrainConfig
 
 __doc__ = __doc__.replace("{common}", _cpjku2019.DOC_COMMON.strip("\n"))
@@ -26,7 +26,13 @@ __doc__ = __doc__.replace("{common}", _cpjku2019.DOC_COMMON.strip("\n"))
 NAME = "cpjku2019-crnn"
 PUBLISHED = Published(0.1172, 0.7381, "CP-JKU 2019 run 4 (4_crnn)")
 
-SETTINGS = _cpjku2019.MOODWALK_SETTINGS
+SETTINGS = _cpjku2019.MOODWALK_SETTINGS + (
+    Setting("model", "Choi's CRNN sizes (64-128-128-128 channels, 2 x GRU(32)); torch.nn.GRU-style gates (sigmoid, "
+            "reset after the product), 'same' pools, no time padding", "neither",
+            "moodwalk (PyTorch) is not public; Choi's Keras 1 code is the only public CRNN (`crnn.CHOI2017`: "
+            "hard-sigmoid GRUs, reset before, 37-frame zero padding, valid pools); a PyTorch CRNN has "
+            "torch.nn.GRU's gates [UNVERIFIED]"),
+)
 
 
 def get_config(smoke=False) -> TrainConfig:

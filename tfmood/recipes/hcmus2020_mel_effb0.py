@@ -11,7 +11,8 @@ Published (test, split 0): PR-AUC-macro 0.139 (run 2); the paper gives no ROC-AU
 0.1414 / 0.7663 (run 4), averages this model (0.7) with the WaveNet EfficientNet-B7 (0.3): train both recipes
 and combine them with `tfmood.ensemble`.
 
-Settings: `efficientnet_b0` (ImageNet weights, as the code's `from_pretrained`) behind the 1->3 channel stem;
+Settings: `efficientnet_b0` (ImageNet weights and static padding for 224 x 224, as the code's `from_pretrained`)
+behind the 1->3 channel stem;
 96-band MTG mel; one random 6950-frame crop per track per epoch (paper 3.2.2); RandomResizedCrop on a third of
 the crops (transforms.py, its central fallback); SpecAugment on 70 % of the crops with 2 time and 2 frequency
 masks (paper 3.3); mixup alpha 1 (mixed targets); labels reduced to one tag per track (`label_balancing`);
@@ -31,6 +32,8 @@ PUBLISHED = Published(0.139, None, "HCMUS 2020 run 2 (Table 1, method C)")
 
 SETTINGS = _hcmus2020.SETTINGS + (
     Setting("model", "EfficientNet-B0 (ImageNet) behind BN + two 1x1 convs to 3 channels", "code"),
+    Setting("EfficientNet padding", "efficientnet_pytorch's static 'same' padding for 224 x 224 "
+            "(`from_pretrained('efficientnet-b0')`)", "code"),
     Setting("crop", "one random 6950-frame crop per track per epoch", "paper",
             "the stored notebook has 6590 frames; the paper (3.2.2) gives the run's value"),
     Setting("SpecAugment", "p .7, 2 masks per axis, <= 10 % of bands, <= 15 % of frames", "paper",
@@ -46,7 +49,7 @@ SETTINGS = _hcmus2020.SETTINGS + (
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="efficientnet_b0", model_options=dict(imagenet=True), data=MTG_MEL, name=NAME,
+    cfg = TrainConfig(model="efficientnet_b0", model_options=dict(imagenet=True, padding=224), data=MTG_MEL, name=NAME,
                       crop_frames=6950, crops_per_track=1, eval_segments=4,
                       spec_augment=dict(probability=0.7, time_masks=2, freq_masks=2, max_time_fraction=0.15,
                                         max_freq_fraction=0.1),

@@ -11,7 +11,8 @@ Published (test, split 0): PR-AUC-macro 0.105 (run 3); no ROC-AUC in the paper. 
 EfficientNet-B0): PR-AUC-macro 0.1414, ROC-AUC-macro 0.7663 (mtg-jamendo.md section 4).
 
 Settings: `efficientnet_b7` with `duplicate_bands=2` (the code's `np.tile(features, (2, 1))`: 16 -> 32 rows,
-"not large enough to fit EfficientNet-B7") and ImageNet weights; one 30 s encoding per track (937 frames), used
+"not large enough to fit EfficientNet-B7"), ImageNet weights and efficientnet_pytorch's static padding for 600 x 600
+(`padding=600`, what `from_pretrained` builds for B7); one 30 s encoding per track (937 frames), used
 whole; SpecAugment p=.7, 1 time mask (<= 15 %), 1 frequency mask (<= 10 %); mixup alpha 1; label balancing;
 BCE; Adam 1e-3 with amsgrad; x0.1 after 5 epochs without a lower validation loss; the lowest validation
 loss selects the model; 120 epochs, early stop after 25; batch 32; RandomResizedCrop (p=.33) on the 16 bands.
@@ -31,11 +32,15 @@ PUBLISHED = Published(0.105, None, "HCMUS 2020 run 3 (Table 1, method E)")
 SETTINGS = _hcmus2020.WAVENET_SETTINGS + (
     Setting("model", "EfficientNet-B7, Keras' ImageNet weights", "paper",
             "the repo's WaveNetModel/main.py builds EfficientNet-B6 with AdvProp weights; the paper reports B7"),
+    Setting("EfficientNet padding", "efficientnet_pytorch's static 'same' padding for B7's 600 x 600", "code",
+            "the code's `from_pretrained` pads for the variant's image size: 600 for the paper's B7 (its B6 "
+            "pads for 528)"),
 )
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="efficientnet_b7", model_options=dict(duplicate_bands=2, imagenet=True), name=NAME,
+    cfg = TrainConfig(model="efficientnet_b7", model_options=dict(duplicate_bands=2, imagenet=True, padding=600),
+                      name=NAME,
                       **_hcmus2020.WAVENET_RUN, **_hcmus2020.TRAINING)
     if smoke:
         cfg = shrink(cfg, dict(alpha=0.35, duplicate_bands=2), model="mobilenetv2")
