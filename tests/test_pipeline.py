@@ -192,3 +192,23 @@ def test_frame_store_is_reused_rebuilt_when_records_change_and_checked(tiny_sour
         f.truncate(100)
     with pytest.raises(OSError, match="frame store is damaged"):
         framestore.FrameStore(store.folder).crops([0], [int(store.frames[0]) - 16], 16)
+
+
+def test_fused_augmentation_is_spec_augment_then_mixup():
+    """The pipeline's compiled path (`fused_apply` on the draws) gives what the public ops give with the same
+    seed: masks bit for bit, mixup's blend up to XLA's fused multiply-add (a couple of ulp)."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(-40, 10, (8, 12, 40)).astype(np.float32))
+    y = tf.constant(rng.random((8, 5)).astype(np.float32))
+    seed = tf.constant([7, 9], tf.int64)
+    config = {"probability": 0.7, "max_time_fraction": 0.3, "max_freq_fraction": 0.3}
+    masks = augment.spec_augment_masks(8, 12, 40, seed=seed, **config)
+    mix = augment.mixup_draws(8, 0.3, seed)
+    masked = augment.spec_augment(x, seed=seed, **config)
+    assert (masked.numpy() != x.numpy()).any()
+    np.testing.assert_array_equal(augment.fused_apply(x, masks, None)[..., 0], masked)
+    np.testing.assert_array_equal(augment.apply_batch(x, masks, None)[..., 0], masked)
+    mx, my = augment.mixup(masked, y, 0.3, seed)
+    np.testing.assert_allclose(augment.fused_apply(x, masks, mix)[..., 0], mx, rtol=0, atol=4 * 2.0 ** -23 * 80)
+    np.testing.assert_array_equal(augment.blend(y, *mix), my)
+    np.testing.assert_array_equal(augment.fused_apply(x, None, None)[..., 0], x)
