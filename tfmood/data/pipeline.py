@@ -101,6 +101,8 @@ def _augment_batch(x, y, spec_augment, mixup_alpha, seed, transforms=()):
     if mixup_alpha:
         mix = augment.mixup_draws(x.shape[0], mixup_alpha, seed)
         y = augment.blend(y, *mix)
+    if masks is None and mix is None:
+        return x[..., None], y  # nothing to fuse: compiling would only add a copy of the batch
     return augment.fused_apply(x, masks, mix), y
 
 
