@@ -1,7 +1,9 @@
 """Spectrogram augmentations as graph-safe TF ops on batches `[batch, bands, frames]`.
 
 All of them work eagerly and inside `Dataset.map` (tests check both). They run on whole batches
-(vectorised) because per-example maps are the throughput bottleneck on a 2-core CPU.
+(vectorised) because per-example maps are the throughput bottleneck on a 2-core CPU. SpecAugment and mixup
+are each a *draw* (small: masks, lambdas, partners) and an *apply* (the passes over the batch); the training
+pipeline draws, then applies both in one XLA-compiled function (`fused_apply`).
 
 Random draws are stateless (`tfmood.data.seeds`): `seed` is a `[2]` stateless seed (the pipeline passes a
 fresh one per track or batch), an int (the same draws at every call), or None (fresh draws at every call).
