@@ -192,3 +192,42 @@ def test_frame_store_is_reused_rebuilt_when_records_change_and_checked(tiny_sour
         f.truncate(100)
     with pytest.raises(OSError, match="frame store is damaged"):
         framestore.FrameStore(store.folder).crops([0], [int(store.frames[0]) - 16], 16)
+
+
+def test_fused_augmentation_is_spec_augment_then_mixup():
+    """The pipeline's compiled path (`fused_apply` on the draws) gives what the public ops give with the same
+    seed: masks bit for bit, mixup's blend up to XLA's fused multiply-add (a couple of ulp)."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(-40, 10, (8, 12, 40)).astype(np.float32))
+    y = tf.constant(rng.random((8, 5)).astype(np.float32))
+    seed = tf.constant([7, 9], tf.int64)
+    config = {"probability": 0.7, "max_time_fraction": 0.3, "max_freq_fraction": 0.3}
+    masks = augment.spec_augment_masks(8, 12, 40, seed=seed, **config)
+    mix = augment.mixup_draws(8, 0.3, seed)
+    masked = augment.spec_augment(x, seed=seed, **config)
+    assert (masked.numpy() != x.numpy()).any()
+    np.testing.assert_array_equal(augment.fused_apply(x, masks, None)[..., 0], masked)
+    np.testing.assert_array_equal(augment.apply_batch(x, masks, None)[..., 0], masked)
+    mx, my = augment.mixup(masked, y, 0.3, seed)
+    np.testing.assert_allclose(augment.fused_apply(x, masks, mix)[..., 0], mx, rtol=0, atol=4 * 2.0 ** -23 * 80)
+    np.testing.assert_array_equal(augment.blend(y, *mix), my)
+    np.testing.assert_array_equal(augment.fused_apply(x, None, None)[..., 0], x)
+
+
+def test_compiled_recipe_transforms_equal_their_ops():
+    """time_roll's and random_resized_crop's compiled applies: the roll bit for bit, the resize up to the
+    rounding of a fused multiply-add."""
+    from tfmood.data import recipe_augment
+
+    x = tf.constant(np.random.default_rng(4).normal(-40, 10, (6, 16, 50)).astype(np.float32))
+    shift = tf.constant([0, 1, -1, 49, -50, 7])
+    rolled = recipe_augment._roll(x, shift).numpy()
+    for b in range(6):
+        np.testing.assert_array_equal(rolled[b], np.roll(x.numpy()[b], int(shift[b]), axis=1))
+    boxes = recipe_augment.crop_boxes(tf.shape(x), tf.constant([5, 6], tf.int64), (0.5, 1.0), (1.7, 2.3))
+    apply = tf.constant([True, False, True, True, False, True])
+    got = recipe_augment._resize_where(x, boxes, apply).numpy()
+    want = recipe_augment.resize_where(x, boxes, apply).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(got[~apply.numpy()], x.numpy()[~apply.numpy()])
+    assert not np.array_equal(got[apply.numpy()], x.numpy()[apply.numpy()])

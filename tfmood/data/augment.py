@@ -1,7 +1,9 @@
 """Spectrogram augmentations as graph-safe TF ops on batches `[batch, bands, frames]`.
 
 All of them work eagerly and inside `Dataset.map` (tests check both). They run on whole batches
-(vectorised) because per-example maps are the throughput bottleneck on a 2-core CPU.
+(vectorised) because per-example maps are the throughput bottleneck on a 2-core CPU. SpecAugment and mixup
+are each a *draw* (small: masks, lambdas, partners) and an *apply* (the passes over the batch); the training
+pipeline draws, then applies both in one XLA-compiled function (`fused_apply`).
 
 Random draws are stateless (`tfmood.data.seeds`): `seed` is a `[2]` stateless seed (the pipeline passes a
 fresh one per track or batch), an int (the same draws at every call), or None (fresh draws at every call).
@@ -77,21 +79,36 @@ def spec_augment(x, probability=0.7, time_masks=2, freq_masks=2, max_time_fracti
     """SpecAugment (HCMUS 2020): with `probability`, mask bands of frequency and time, per example.
 
     Masked cells take the example's minimum (as AMLAG/SELAB fill with `spec.min()`): in MTG's dB scale the
-    minimum is "silence", whereas zero would be a loud value.
+    minimum is "silence", whereas zero would be a loud value. The draws (`spec_augment_masks`) and their
+    application (`apply_masks`) are separate so that the pipeline can run the heavy part fused (`fused_apply`).
     """
     shape = tf.shape(x)
-    batch, bands, frames = shape[0], shape[1], shape[2]
+    masks = spec_augment_masks(shape[0], shape[1], shape[2], probability, time_masks, freq_masks,
+                               max_time_fraction, max_freq_fraction, seed)
+    return apply_masks(x, *masks)
+
+
+def spec_augment_masks(batch, bands, frames, probability=0.7, time_masks=2, freq_masks=2,
+                       max_time_fraction=0.15, max_freq_fraction=0.1, seed=None):
+    """SpecAugment's draws for a `[batch, bands, frames]` batch: `(fmask [batch, bands] bool,
+    tmask [batch, frames] bool, apply [batch] bool)`; a few KB, whatever the crop size."""
     max_t = tf.cast(tf.cast(frames, tf.float32) * max_time_fraction, tf.int32)
     max_f = tf.cast(tf.cast(bands, tf.float32) * max_freq_fraction, tf.int32)
     seed = seeds.resolve(seed)
     fmask = _band_masks(batch, bands, freq_masks, max_f, seeds.derive(seed, seeds.SPEC_FREQ_WIDTH),
-                        seeds.derive(seed, seeds.SPEC_FREQ_START))[:, :, None]
+                        seeds.derive(seed, seeds.SPEC_FREQ_START))
     tmask = _band_masks(batch, frames, time_masks, max_t, seeds.derive(seed, seeds.SPEC_TIME_WIDTH),
-                        seeds.derive(seed, seeds.SPEC_TIME_START))[:, None, :]
-    apply = (tf.random.stateless_uniform([batch], seeds.derive(seed, seeds.SPEC_APPLY)) < probability)
-    apply = apply[:, None, None]
+                        seeds.derive(seed, seeds.SPEC_TIME_START))
+    apply = tf.random.stateless_uniform([batch], seeds.derive(seed, seeds.SPEC_APPLY)) < probability
+    return fmask, tmask, apply
+
+
+def apply_masks(x, fmask, tmask, apply):
+    """Fill the masked cells of `x [batch, bands, frames]` with each example's minimum: one select over
+    the batch, with the mask broadcast from `[batch, bands, 1] | [batch, 1, frames]`."""
     fill = tf.reduce_min(x, axis=[1, 2], keepdims=True)
-    return tf.where(apply & (fmask | tmask), fill, x)
+    cells = apply[:, None, None] & (fmask[:, :, None] | tmask[:, None, :])
+    return tf.where(cells, fill, x)
 
 
 def sample_beta(shape, alpha, seed=None):
@@ -114,13 +131,40 @@ def permutation(n, seed=None):
 def mixup(x, y, alpha: float, seed=None):
     """Mixup (Zhang et al. 2018) with mixed targets: per-example lambda ~ Beta(alpha, alpha), partner = a
     random permutation of the batch. Returns (x, y) of the same shapes."""
-    batch = tf.shape(x)[0]
+    lam, perm = mixup_draws(tf.shape(x)[0], alpha, seed)
+    return blend(x, lam, perm), blend(y, lam, perm)
+
+
+def mixup_draws(batch, alpha: float, seed=None):
+    """Mixup's draws for a batch: `(lam [batch] float32 ~ Beta(alpha, alpha), perm [batch] int32)`."""
     seed = seeds.resolve(seed)
-    lam = sample_beta([batch], alpha, seed)
-    perm = permutation(batch, seed)
-    lx = tf.reshape(lam, [-1] + [1] * (len(x.shape) - 1))
-    ly = lam[:, None]
-    return lx * x + (1 - lx) * tf.gather(x, perm), ly * y + (1 - ly) * tf.gather(y, perm)
+    return sample_beta([batch], alpha, seed), permutation(batch, seed)
+
+
+def blend(x, lam, perm):
+    """`lam * x + (1 - lam) * x[perm]`, with `lam` broadcast over each example of `x [batch, ...]`."""
+    lx = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+    return lx * x + (1 - lx) * tf.gather(x, perm)
+
+
+def apply_batch(x, masks=None, mix=None):
+    """The bulk of a training batch's augmentation, given its draws: `x [batch, bands, frames]` with
+    SpecAugment's `masks` (`spec_augment_masks`) and mixup's `mix` (`mixup_draws`) applied (either None to
+    skip it), and a channel axis -> `[batch, bands, frames, 1]`. The same ops in the same order as
+    `spec_augment` then `mixup`; `fused_apply` runs them compiled."""
+    if masks is not None:
+        x = apply_masks(x, *masks)
+    if mix is not None:
+        x = blend(x, *mix)
+    return x[..., None]
+
+
+# Why compiled: op by op, the minimum, the mask, the select, mixup's gather and its blend each make a pass
+# over the 12 MB batch; XLA fuses them into one reduction and one elementwise pass (6.2 -> 2.6 core-ms per
+# 32 x 96 x 960 batch, BENCHMARKS.md). The draws stay outside: XLA has no stateless gamma kernel, and a
+# draw must not depend on where it runs. (Fusing the pipeline's transpose in as well was slower: the fused
+# loops then read the time-major input at a stride, twice.)
+fused_apply = tf.function(apply_batch, jit_compile=True)
 
 
 def rarest_tag(labels, tag_counts):

@@ -130,13 +130,19 @@ def _epochs_plan(plan, steps, epochs, seed):
 
 def _augment_batch(x, y, spec_augment, mixup_alpha, seed, transforms=()):
     """Recipe transforms, SpecAugment, then mixup on one batch; `seed` is the batch's stateless seed (each
-    folds its own purpose)."""
+    folds its own purpose). SpecAugment's and mixup's draws are small; their application to `x` runs as one
+    XLA-compiled function (`augment.fused_apply`: the same ops, fused)."""
     x, y = recipe_augment.apply(x, y, seed, transforms)
+    masks = mix = None
     if spec_augment:
-        x = augment.spec_augment(x, seed=seed, **(spec_augment if isinstance(spec_augment, dict) else {}))
+        masks = augment.spec_augment_masks(*x.shape, seed=seed,
+                                           **(spec_augment if isinstance(spec_augment, dict) else {}))
     if mixup_alpha:
-        x, y = augment.mixup(x, y, mixup_alpha, seed)
-    return x[..., None], y
+        mix = augment.mixup_draws(x.shape[0], mixup_alpha, seed)
+        y = augment.blend(y, *mix)
+    if masks is None and mix is None:
+        return x[..., None], y  # nothing to fuse: compiling would only add a copy of the batch
+    return augment.fused_apply(x, masks, mix), y
 
 
 def eval_dataset(records_dir, split="validation", crop_frames=960, segments=16):
