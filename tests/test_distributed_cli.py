@@ -95,6 +95,27 @@ def test_two_workers_run_the_cli_and_agree(run, tiny_records, tmp_path):
         assert set(summary["networks"]) == {"a", "b"}
     if run == "swa":
         assert len(lines[0]) == 3 and "swa" in summary
+    # The same command in one process: the chief's summary equals its (see the module doc for the tolerance)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    proc = train(args, alone)
+    finish([proc])
+    assert proc.returncode == 0, (alone / "train.log").read_text()
+    expected = json.loads((alone / "runs" / "mobilenetv2" / "summary.json").read_text())
+    for name, (got, want) in figures(summary, expected).items():
+        print(run, name, got, want)
+        for key in ("PR-AUC-macro", "ROC-AUC-macro"):
+            assert abs(got[key] - want[key]) <= TOLERANCE, (name, key, got[key], want[key])
+
+
+def figures(summary, expected) -> dict:
+    """`{model: (validation figures, one-process figures)}` for the summary's models (pair members, SWA)."""
+    pairs = {"main": (summary["validation"], expected["validation"])}
+    for name in summary.get("networks", {}):
+        pairs[name] = (summary["networks"][name]["validation"], expected["networks"][name]["validation"])
+    if "swa" in summary:
+        pairs["swa"] = (summary["swa"]["validation"], expected["swa"]["validation"])
+    return pairs
 
 
 def test_a_worker_whose_peer_is_killed_exits_with_a_clear_error(tiny_records, tmp_path):
