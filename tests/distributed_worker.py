@@ -102,7 +102,8 @@ def main(mode, records, out, workload="tiny"):
     model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
     folder = worker_dir(strategy, out)
     os.makedirs(folder, exist_ok=True)
-    np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(), initial=initial, x=x, y=y, names=np.array([w.path for w in model.weights]),
+    np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(), initial=initial, x=x, y=y,
+             names=np.array([w.path for w in model.weights]),
              replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy))
 
 
