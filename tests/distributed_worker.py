@@ -7,7 +7,8 @@
     python tests/distributed_worker.py single-reversed RECORDS OUT_DIR bn   # one device, each batch's rows reversed
 
 Weights go to `worker_dir(strategy, OUT_DIR)/weights.npz` (the chief's straight into OUT_DIR), with the
-first batch this process trains on (`x`, `y`: its replica's rows).
+first batch this process trains on (`x`, `y`: its replica's rows) and, for `bn`, the first batch of the
+data SWA's BN pass would read after training (`pass_x`).
 
 WORKLOAD `tiny` (default): a BN-free tiny CNN on fixed crops (the first 16 frames of each track, in split
 order, no augmentation): Mirrored splits each batch itself; under MultiWorker each worker keeps its rows of
@@ -71,11 +72,11 @@ def build(workload, strategy, records):
             share = GLOBAL_BATCH // worker[1]
             data = data.map(lambda x, y: (x[worker[0] * share:(worker[0] + 1) * share],
                                           y[worker[0] * share:(worker[0] + 1) * share]))
-        return model, data
+        return model, data, None
     cfg = bn_config()
     with strategy.scope():
         model = trainer.build_and_compile(cfg, bands, records)
-    return model, trainer.training_data(cfg, records, worker_share(strategy))[0]
+    return (model, *trainer.training_data(cfg, records, worker_share(strategy)))
 
 
 def main(mode, records, out, workload="tiny"):
@@ -89,7 +90,7 @@ def main(mode, records, out, workload="tiny"):
     strategy = strategy_for(mode)
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # same kernels and reduction orders run to run
-    model, data = build(workload, strategy, records)
+    model, data, pass_data = build(workload, strategy, records)
     if mode == "single-sync":  # Keras' synchronized moments (E[x^2] - E[x]^2) on one device
         for layer in batch_norm_layers(model):
             layer.synchronized = True
@@ -100,10 +101,12 @@ def main(mode, records, out, workload="tiny"):
     x, y = next(iter(data))  # the first batch (an iteration, as fit's epoch will be the next one)
     x, y = (strategy.experimental_local_results(v)[0].numpy() for v in (x, y))
     model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
+    # What SWA's BN pass would read next (the global batches, on every worker): the third epoch's first batch
+    after = {} if pass_data is None else {"pass_x": next(iter(pass_data))[0].numpy()}
     folder = worker_dir(strategy, out)
     os.makedirs(folder, exist_ok=True)
     np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(), initial=initial, x=x, y=y,
-             names=np.array([w.path for w in model.weights]),
+             names=np.array([w.path for w in model.weights]), **after,
              replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy))
 
 

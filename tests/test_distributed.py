@@ -101,6 +101,8 @@ def test_two_workers_train_a_bn_model_on_the_one_process_batches(tiny_records, t
     np.testing.assert_array_equal(np.concatenate([x0, x1]), x)  # bit-identical global batch
     np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
     assert max_difference(chief, other) == 0.0  # replicas stay in sync
+    with np.load(tmp_path / "single" / "weights.npz") as a, np.load(tmp_path / "workers2" / "weights.npz") as b:
+        np.testing.assert_array_equal(b["pass_x"], a["pass_x"])  # SWA's pass after training: the same epoch's batch
     rounding = max_difference(weights(tmp_path / "single-reversed")[0], single)
     got = max_difference(chief, single)
     print(f"two workers vs one process: {got:.2e}; one process, rows reversed: {rounding:.2e}")
