@@ -1,15 +1,24 @@
-"""Train a tiny BN-free tagger for a few steps under one strategy and save its weights (subprocess helper).
+"""Train for a few steps under one strategy and save the weights (subprocess helper of test_distributed.py).
 
-    python tests/distributed_worker.py single   RECORDS OUT_DIR   # default strategy, one device
-    python tests/distributed_worker.py mirrored RECORDS OUT_DIR   # MirroredStrategy on 2 logical CPUs
-    TF_CONFIG=... python tests/distributed_worker.py worker RECORDS OUT_DIR   # MultiWorkerMirrored
+    python tests/distributed_worker.py single   RECORDS OUT_DIR [WORKLOAD]   # default strategy, one device
+    python tests/distributed_worker.py mirrored RECORDS OUT_DIR [WORKLOAD]   # MirroredStrategy on 2 logical CPUs
+    TF_CONFIG=... python tests/distributed_worker.py worker RECORDS OUT_DIR [WORKLOAD]   # MultiWorkerMirrored
+    python tests/distributed_worker.py single-sync RECORDS OUT_DIR bn   # one device, Keras' synchronized-BN formula
+    python tests/distributed_worker.py single-reversed RECORDS OUT_DIR bn   # one device, each batch's rows reversed
 
-Weights go to `worker_dir(strategy, OUT_DIR)/weights.npz` (the chief's straight into OUT_DIR).
-Why the runs are comparable exactly: the same global batches in the same order on every setup (fixed
-crops, no augmentation, DATA auto-sharding (`prepare_fit`): the global batch is split into
-per-replica halves and worker i takes half i, so one step covers exactly the single-process batch), the
-same initial weights (same seed), SGD (no per-replica state), and no BatchNormalization (its batch
-statistics would be per replica). Gradients are means over the global batch in both cases.
+Weights go to `worker_dir(strategy, OUT_DIR)/weights.npz` (the chief's straight into OUT_DIR), with the
+first batch this process trains on (`x`, `y`: its replica's rows) and, for `bn`, the first batch of the
+data SWA's BN pass would read after training (`pass_x`).
+
+WORKLOAD `tiny` (default): a BN-free tiny CNN on fixed crops (the first 16 frames of each track, in split
+order, no augmentation): Mirrored splits each batch itself; under MultiWorker each worker keeps its rows of
+every batch (what `pipeline.worker_datasets` gives the trainer).
+WORKLOAD `bn`: the trainer's own input (`trainer.training_data`: random crops, SpecAugment, mixup; under
+MultiWorker each worker's share of every global batch) and the demo MobileNetV2 (BatchNormalization,
+synchronized across workers as `prepare_fit` sets it), with --deterministic.
+
+Why the runs are comparable exactly: the same global batches on every setup, the same initial weights (same
+seed), SGD (no per-replica state); gradients are means over the global batch in both cases.
 """
 
 import os
@@ -17,7 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-GLOBAL_BATCH, STEPS, BANDS = 8, 3, None
+GLOBAL_BATCH, STEPS = 8, int(os.environ.get("STEPS", 3))
 
 
 def strategy_for(mode):
@@ -31,44 +40,75 @@ def strategy_for(mode):
     return get_strategy()  # MultiWorkerMirrored when TF_CONFIG lists several workers
 
 
-def dataset(records):
-    """The first 16 frames of each training track, in split order: fixed data, no random op.
-
-    (The training pipeline's random crops are seeded, but their draws did not line up between a plain
-    and a distributed iterator in our tests, so they cannot serve an exact comparison.)
-    """
+def tiny_dataset(records):
     from tfmood.data import pipeline
 
     ds = pipeline.eval_dataset(records, "train", crop_frames=16, segments=1)
     return ds.map(lambda track: (track["segments"][0], track["labels"])).batch(GLOBAL_BATCH, drop_remainder=True)
 
 
-def main(mode, records, out):
+def bn_config():
+    from tfmood.training.config import TrainConfig
+
+    return TrainConfig(model="mobilenetv2", model_options={"alpha": 0.35}, batch_size=GLOBAL_BATCH, crop_frames=32,
+                       optimizer="sgd", lr=0.05, seed=0, deterministic=True, mixup_alpha=0.3, mixed_precision=False)
+
+
+def build(workload, strategy, records):
     import keras
-    import numpy as np
     import tiny_model  # noqa: F401
     from tfmood import models
     from tfmood.data.convert import read_manifest
+    from tfmood.training import trainer
+    from tfmood.training.strategy import worker_share
+
+    bands = read_manifest(records)["bands"]
+    if workload == "tiny":
+        with strategy.scope():
+            model = models.build("tiny_cnn", input_shape=(bands, None, 1), batch_norm=False, width=4)
+            model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
+        data, worker = tiny_dataset(records), worker_share(strategy)
+        if worker:  # each worker trains on its rows of every global batch, as `pipeline.worker_datasets` gives them
+            share = GLOBAL_BATCH // worker[1]
+            data = data.map(lambda x, y: (x[worker[0] * share:(worker[0] + 1) * share],
+                                          y[worker[0] * share:(worker[0] + 1) * share]))
+        return model, data, None
+    cfg = bn_config()
+    with strategy.scope():
+        model = trainer.build_and_compile(cfg, bands, records)
+    return (model, *trainer.training_data(cfg, records, worker_share(strategy)))
+
+
+def main(mode, records, out, workload="tiny"):
+    import keras
+    import numpy as np
     from tfmood.training.strategy import is_chief, prepare_fit, worker_dir
+    from tfmood.training.swa import batch_norm_layers
 
     import tensorflow as tf
 
     strategy = strategy_for(mode)
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # same kernels and reduction orders run to run
-    bands = read_manifest(records)["bands"]
-    with strategy.scope():
-        model = models.build("tiny_cnn", input_shape=(bands, None, 1), batch_norm=False, width=4)
-        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
+    model, data, pass_data = build(workload, strategy, records)
+    if mode == "single-sync":  # Keras' synchronized moments (E[x^2] - E[x]^2) on one device
+        for layer in batch_norm_layers(model):
+            layer.synchronized = True
+    if mode == "single-reversed":  # the same step on the batch's rows in reverse order: float rounding alone
+        data = data.map(lambda x, y: (x[::-1], y[::-1]))
     initial = model.get_weights()[0]
-    data = dataset(records)
     data = prepare_fit(model, data)  # as the trainer does
-    model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0)
+    x, y = next(iter(data))  # the first batch (an iteration, as fit's epoch will be the next one)
+    x, y = (strategy.experimental_local_results(v)[0].numpy() for v in (x, y))
+    model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
+    # What SWA's BN pass would read next (the global batches, on every worker): the third epoch's first batch
+    after = {} if pass_data is None else {"pass_x": next(iter(pass_data))[0].numpy()}
     folder = worker_dir(strategy, out)
     os.makedirs(folder, exist_ok=True)
-    np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(),
-             initial=initial, replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy))
+    np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(), initial=initial, x=x, y=y,
+             names=np.array([w.path for w in model.weights]), **after,
+             replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

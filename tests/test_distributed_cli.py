@@ -1,17 +1,21 @@
 """`python -m tfmood.train` as two real worker processes on 127.0.0.1 (TF_CONFIG), the way a user runs it.
 
 - plain, co-teaching (`--peer`) and SWA runs complete on both workers (they used to crash at the first
-  validation), only the chief writes the summary, and both workers score validation identically (the same
+  validation), only the chief writes the summary, both workers score validation identically (the same
   weights and, with synchronized BN, the same BN statistics: they drive the same checkpoint/early-stopping
-  decisions);
+  decisions), and the chief's summary equals a one-process run's of the same command to TOLERANCE;
 - a worker whose peer is killed exits non-zero with a clear message within the documented bound;
 - a worker whose peer never starts gives up after TFMOOD_CLUSTER_START_TIMEOUT_S; SIGTERM stops a worker.
 
-Not asserted (open): the chief's summary equal to a one-process run's. Measured with `--optimizer sgd
---deterministic`, same seed and global batch: ROC-AUC-macro 0.512 vs 0.543 (co-teaching), 0.486 vs 0.565
-(plain) after one epoch; in-process, one step of MirroredStrategy on 2 CPUs with synchronized BN already
-differs from one device by up to 9e-4 in a weight, and synchronized BN alone (one device) by 7e-3, so the
-gap comes from Keras' synchronized-BN numerics (E[x^2] - E[x]^2), amplified by training. See the report.
+Why a tolerance, and this one: the workers train on the bit-identical global batches of the one-process run
+(tests/test_distributed_shards.py), but the demo MobileNetV2 at these settings (batch 8, SGD lr .05) carries
+float rounding far: one step of two workers moves a weight by up to 3.9e-3 from one process, the same as one
+process fed the same batch with its rows reversed (2.1e-3); after 3 steps both are at ~0.4
+(tests/test_distributed.py). Measured after the 1 epoch here (one process vs two workers, ROC-AUC-macro /
+PR-AUC-macro): plain 0.5653 vs 0.5435 / 0.1448 vs 0.1370; co-teaching (mean) 0.5434 vs 0.5139 / 0.1090 vs
+0.1351, its nets 0.5653 vs 0.5435 and 0.4766 vs 0.4994; SWA's model 0.4653 vs 0.5310 / 0.0721 vs 0.1258 (its BN
+statistics are recomputed on weights that rounding has already moved apart; the pass reads the same batches,
+tests/test_distributed.py). Before the fix (same settings, previous session): plain ROC-AUC-macro 0.565 vs 0.486.
 
 Each test starts TensorFlow processes: slow-marked (minutes on a busy 2-core machine).
 """
@@ -32,6 +36,7 @@ pytestmark = pytest.mark.slow
 TINY = ["--model", "mobilenetv2", "--model-option", "alpha=0.35", "--batch-size", "8", "--crop-frames", "32",
         "--eval-segments", "2", "--optimizer", "sgd", "--lr", "0.05", "--seed", "0", "--deterministic",
         "--no-export"]
+TOLERANCE = {"swa": 0.08}  # on each validation AUC of the summary, per model (see the module doc); others 0.04
 RUNS = {"plain": [], "coteaching": ["--peer", "mobilenetv2"], "swa": ["--swa-start", "1", "--swa-every", "1"]}
 
 
@@ -95,6 +100,27 @@ def test_two_workers_run_the_cli_and_agree(run, tiny_records, tmp_path):
         assert set(summary["networks"]) == {"a", "b"}
     if run == "swa":
         assert len(lines[0]) == 3 and "swa" in summary
+    # The same command in one process: the chief's summary equals its (see the module doc for the tolerance)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    proc = train(args, alone)
+    finish([proc])
+    assert proc.returncode == 0, (alone / "train.log").read_text()
+    expected = json.loads((alone / "runs" / "mobilenetv2" / "summary.json").read_text())
+    for name, (got, want) in figures(summary, expected).items():
+        print(run, name, got, want)
+        for key in ("PR-AUC-macro", "ROC-AUC-macro"):
+            assert abs(got[key] - want[key]) <= TOLERANCE.get(name, 0.04), (name, key, got[key], want[key])
+
+
+def figures(summary, expected) -> dict:
+    """`{model: (validation figures, one-process figures)}` for the summary's models (pair members, SWA)."""
+    pairs = {"main": (summary["validation"], expected["validation"])}
+    for name in summary.get("networks", {}):
+        pairs[name] = (summary["networks"][name]["validation"], expected["networks"][name]["validation"])
+    if "swa" in summary:
+        pairs["swa"] = (summary["swa"]["validation"], expected["swa"]["validation"])
+    return pairs
 
 
 def test_a_worker_whose_peer_is_killed_exits_with_a_clear_error(tiny_records, tmp_path):

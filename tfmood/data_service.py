@@ -51,8 +51,8 @@ def distribute(dataset, service: str, job_name: str = None):
 
     `dataset` must be built for the service: `pipeline.train_dataset(..., reader="tf", epochs=(first, last))`
     (no Python in its graph; all its epochs in one iteration, so the trainer reads it with `steps_per_epoch`).
-    Several trainers (TF_CONFIG) each get a job of their own (`job_name` None) and keep their part of each
-    global batch by the trainer's DATA sharding, as without the service.
+    Several trainers (TF_CONFIG) each give their own share of every global batch (`pipeline.worker_datasets`)
+    and get a job of their own (`job_name` None).
     """
     import tensorflow as tf
 

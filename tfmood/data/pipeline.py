@@ -34,7 +34,7 @@ def crop_counts(track_frames, crop_frames, crops_per_track=None) -> np.ndarray:
 
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
                   shuffle_buffer=None, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
-                  seed=None, deterministic=False, crop_transforms=(), reader="numpy", epochs=None):
+                  seed=None, deterministic=False, crop_transforms=(), worker=None, reader="numpy", epochs=None):
     """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training.
 
     Crops come from the split's frame store (`tfmood.data.framestore`, built from the records on first use).
@@ -47,6 +47,9 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
 
     `crop_transforms`: recipe transforms (`tfmood.data.recipe_augment` specs) run on each batch before SpecAugment.
 
+    `worker=(index, count)`: one of `count` workers training on the same global batches (several hosts): see
+    `worker_datasets`, which this returns the first dataset of.
+
     For tf.data service (`tfmood.data_service`), whose workers run the graph without Python:
     `reader="tf"` reads the crops with TensorFlow ops only (`tf_reader`; the same crops as the default
     `"numpy"`), and `epochs=(first, last)` makes one iteration yield epochs `first .. last - 1` in order
@@ -55,6 +58,39 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     service worker re-creates the dataset from its graph at every iteration, so an iteration-drawn seed
     would repeat every epoch.
     """
+    if worker is not None:
+        return worker_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, worker=worker,
+                               spec_augment=spec_augment, mixup_alpha=mixup_alpha, label_balancing=label_balancing,
+                               seed=seed, deterministic=deterministic, crop_transforms=crop_transforms,
+                               reader=reader, epochs=epochs)[0]
+    return _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, [None], spec_augment,
+                           mixup_alpha, label_balancing, seed, deterministic, crop_transforms, reader, epochs)[0]
+
+
+def worker_datasets(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None, *, worker,
+                    spec_augment=True, mixup_alpha=0.0, label_balancing=False, seed=None, deterministic=False,
+                    crop_transforms=(), reader="numpy", epochs=None):
+    """`(share, whole)`: worker `index`'s part of each global batch, and the global batches themselves.
+
+    Every worker draws the same epoch plans (same `seed`: required) and element j of `share` is rows
+    `[index * b, (index + 1) * b)`, `b = batch_size / count`, of global batch j exactly as `train_dataset`
+    without `worker` gives them (same crops, same augmentation draws, mixup partners from the whole global
+    batch): the workers' shares of one step make up the one-process global batch. The worker reads only its
+    rows' crops and, with mixup, their partners' (at most 2b crops per step, b without mixup); augmentation
+    runs on a global-batch-shaped tensor whose other rows are zeros (every draw depends on the row's place
+    in the global batch), and the other rows are dropped.
+
+    `whole` shares `share`'s epoch seeds (iterating either one advances both, as one dataset does in a
+    one-process run): for passes that need the global batches on every worker (SWA's BN recomputation).
+    """
+    return _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, [worker, None],
+                           spec_augment, mixup_alpha, label_balancing, seed, deterministic, crop_transforms,
+                           reader, epochs)
+
+
+def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, workers, spec_augment,
+                    mixup_alpha, label_balancing, seed, deterministic, crop_transforms, reader="numpy", epochs=None):
+    """One training dataset per entry of `workers` (None: the global batches), all on one epoch-seed stream."""
     if crop_frames < 1:
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")
     if reader not in ("numpy", "tf"):
@@ -81,33 +117,84 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
 
     if epochs is None:
         # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
-        ds = seeds.stream(seed, seeds.STREAM_PLAN).take(1).flat_map(plan)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))  # a progress total for Keras
+        # Datasets built on this one `stream` object share its iteration count, hence their epoch seeds.
+        stream = seeds.stream(seed, seeds.STREAM_PLAN).take(1)
+
+        def source():
+            return stream.flat_map(plan).apply(tf.data.experimental.assert_cardinality(steps))  # a total for Keras
     else:
-        ds = _epochs_plan(plan, steps, epochs, seed)
+        def source():
+            return _epochs_plan(plan, steps, epochs, seed)
     labels = tf.constant(store.labels)
     tag_counts = [manifest["splits"][split]["tag_counts"][t] for t in manifest["tags"]]
     transforms = recipe_augment.build(crop_transforms)
     dtype, bands = tf.as_dtype(manifest["dtype"]), store.bands
 
+    for worker in workers:
+        if worker is not None:
+            _check_worker(worker, batch_size, seed)
+
     windows = tf_reader.ensure(store, tf_reader.window_frames_for(crop_frames)) if reader == "tf" else None
 
-    def load(batch_seed, tracks, starts):
+    def read(tracks, starts, n):
         if windows is not None:
             x = windows.crops(tracks, starts, crop_frames)
         else:
             x = tf.numpy_function(lambda t, s: store.crops(t, s, crop_frames), [tracks, starts], dtype,
                                   stateful=False)
+        return tf.ensure_shape(x, [n, crop_frames, bands])
+
+    def load(batch_seed, tracks, starts, worker=None):
+        if worker is None:
+            x = read(tracks, starts, batch_size)
+        else:  # only this worker's rows (and their mixup partners), at their places in the global batch
+            rows = worker_rows(batch_size, worker, batch_seed if mixup_alpha else None)
+            x = tf.scatter_nd(rows[:, None], read(tf.gather(tracks, rows), tf.gather(starts, rows), None),
+                              [batch_size, crop_frames, bands])
         # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
         # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
         x = tf.transpose(tf.cast(tf.ensure_shape(x, [batch_size, crop_frames, bands]), tf.float32), [0, 2, 1])
         y = tf.gather(labels, tracks)
         if label_balancing:
             y = augment.rarest_tag(y, tag_counts)
-        return _augment_batch(x, y, spec_augment, mixup_alpha, batch_seed, transforms)
+        x, y = _augment_batch(x, y, spec_augment, mixup_alpha, batch_seed, transforms)
+        if worker is not None:
+            share = batch_size // worker[1]
+            x, y = x[worker[0] * share:(worker[0] + 1) * share], y[worker[0] * share:(worker[0] + 1) * share]
+        return x, y
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    return ds.prefetch(AUTOTUNE)
+    def batches(worker):
+        ds = source().map(lambda *e: load(*e, worker=worker), num_parallel_calls=AUTOTUNE,
+                          deterministic=deterministic)
+        return ds.prefetch(AUTOTUNE)
+
+    return [batches(worker) for worker in workers]
+
+
+def _check_worker(worker, batch_size, seed):
+    index, count = worker
+    if not 0 <= index < count:
+        raise ValueError(f"worker must be (index, count) with 0 <= index < count. Received: {worker!r}")
+    if batch_size % count:
+        raise ValueError(f"The global batch size ({batch_size}, --batch-size) must be a multiple of the number "
+                         f"of workers ({count}): each worker takes an equal share of every batch.")
+    if seed is None:
+        raise ValueError("Training on several workers needs a seed (--seed): every worker draws the same epoch "
+                         "plans from it and keeps its share of each batch.")
+
+
+def worker_rows(batch_size, worker, mix_seed=None):
+    """Rows of the global batch that worker `(index, count)` reads: its own `[index * b, (index + 1) * b)`,
+    `b = batch_size / count`, and with mixup (`mix_seed`: the batch's seed) their partners, as
+    `augment.mixup` draws them. Sorted, int32 `[<= 2b]`."""
+    index, count = worker
+    share = batch_size // count
+    own = tf.range(index * share, (index + 1) * share)
+    if mix_seed is None:
+        return own
+    partners = tf.gather(augment.permutation(batch_size, mix_seed), own)
+    needed = tf.scatter_nd(tf.concat([own, partners], 0)[:, None], tf.ones([2 * share], tf.int32), [batch_size])
+    return tf.cast(tf.where(needed > 0)[:, 0], tf.int32)
 
 
 # Batches per element of the epochs-mode source: the unit a tf.data service dispatcher hands to a worker.

@@ -18,7 +18,7 @@ from tfmood.training import coteaching, losses, optimizers, schedules
 from tfmood.training import resume, swa, tensorboard
 from tfmood.training.config import TrainConfig, monitor_branch, monitor_mode
 from tfmood.training.strategy import (cluster_guard, configure_precision, get_strategy, is_chief, prepare_fit,
-                                     worker_dir)
+                                     worker_dir, worker_share)
 
 
 @dataclasses.dataclass
@@ -81,6 +81,33 @@ def add_machinery(callbacks, cfg, paths, records, train_ds) -> list:
     return resume.attach(callbacks, paths.root)
 
 
+def training_data(cfg: TrainConfig, records: str, worker=None, service=None, **reading):
+    """`(what fit trains on, what SWA's BN pass reads)`: one dataset, twice, in a one-process run.
+
+    `worker=(index, count)` (several hosts, `strategy.worker_share`): this worker's share of every global
+    batch, and the global batches themselves, on one epoch-seed stream (`pipeline.worker_datasets`).
+    `service` (`--data-service`): what fit trains on is made by tf.data service workers (`tfmood.data_service`;
+    `reading` then selects the pipeline's service mode: `reader="tf", epochs=(first, last)`).
+    """
+    args = dict(spec_augment=cfg.spec_augment, mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
+                label_balancing=cfg.label_balancing, seed=cfg.seed, deterministic=cfg.deterministic,
+                crop_transforms=cfg.crop_transforms, **reading)
+    if worker is None:
+        train_ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
+                                          **args)
+        datasets = [train_ds]
+    else:
+        datasets = pipeline.worker_datasets(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
+                                            worker=worker, **args)
+    if service:  # this worker's batches, made by the service's workers (docs/training.md)
+        from tfmood import data_service
+        datasets[0] = data_service.distribute(datasets[0], service)
+    if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
+        # (with several workers: partners within each worker's share, drawn from a stream of its own)
+        datasets = [losses.mixed_loss_batches(ds, cfg.mixup_alpha, cfg.seed) for ds in datasets]
+    return datasets[0], datasets[-1]
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, then evaluate the best checkpoint on validation, fit thresholds, export. Returns the summary."""
     cfg.validate()
@@ -96,33 +123,21 @@ def train(cfg: TrainConfig) -> dict:
     resume.prepare_history(paths.history, resume.completed_epochs(paths.backup))
     with open(paths.config, "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=1)
-
-    def batches(**service):
-        ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
-                                    spec_augment=cfg.spec_augment,
-                                    mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
-                                    label_balancing=cfg.label_balancing, seed=cfg.seed,
-                                    deterministic=cfg.deterministic, crop_transforms=cfg.crop_transforms, **service)
-        if service:  # made by tf.data service workers (tfmood.data_service; docs/training.md)
-            from tfmood import data_service
-            ds = data_service.distribute(ds, cfg.data_service)
-        if cfg.mixup_mode == "losses":  # CP-JKU: mix inputs here, mix the losses in `losses.MixedLoss`
-            ds = losses.mixed_loss_batches(ds, cfg.mixup_alpha, cfg.seed)
-        return ds
-    train_ds = batches()
+    train_ds, pass_ds = training_data(cfg, records, worker_share(strategy))
     with strategy.scope():
         model = build_and_compile(cfg, bands, records)
         train_stats = read_manifest(records)["splits"]["train"]
         init.set_prior_bias(model, list(train_stats["tag_counts"].values()), train_stats["tracks"])
     print(f"Training {cfg.model} ({model.count_params():,} parameters) on {records} with "
           f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg.batch_size}.", flush=True)
-    callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, train_ds)
+    callbacks = add_machinery(make_callbacks(cfg, paths, records, chief), cfg, paths, records, pass_ds)
     # shuffle=False: the tf.data pipeline shuffles; Keras would only warn that it can't.
     fit_ds, steps = train_ds, None
     if cfg.data_service:  # all the run's epochs in one iteration of the service's job, `steps` per epoch
         steps, first = int(train_ds.cardinality()), min(resume.completed_epochs(paths.backup), cfg.epochs - 1)
-        fit_ds = batches(reader="tf", epochs=(first, cfg.epochs))
-    fit_ds = prepare_fit(model, fit_ds)  # multi-worker: DATA sharding + a Keras 3 workaround
+        fit_ds, _ = training_data(cfg, records, worker_share(strategy), reader="tf", epochs=(first, cfg.epochs),
+                                  service=cfg.data_service)
+    fit_ds = prepare_fit(model, fit_ds)  # multi-worker: this worker's share, distributed + a Keras 3 workaround
     with cluster_guard(strategy):  # multi-worker: a peer that is gone -> one clear PeerLost error
         model.fit(fit_ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False)
     return finish(cfg, paths, records, chief)
