@@ -57,7 +57,8 @@ SETTINGS = (
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="mobilenetv2", model_options=dict(imagenet=True, dropout=0.2, source="torchvision"), data=MTG_MEL, name=NAME,
+    cfg = TrainConfig(model="mobilenetv2", model_options=dict(imagenet=True, dropout=0.2, source="torchvision"),
+                      data=MTG_MEL, name=NAME,
                       crop_frames=CROP, crops_per_track=1, eval_segments=4,
                       spec_augment=dict(probability=0.5, time_masks=2, freq_masks=2, max_time_fraction=0.2,
                                         max_freq_fraction=0.15),

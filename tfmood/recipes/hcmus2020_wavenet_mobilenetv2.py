@@ -42,7 +42,8 @@ SETTINGS = _hcmus2020.WAVENET_SETTINGS + (
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="mobilenetv2", model_options=dict(duplicate_bands=2, imagenet=True, source="torchvision"), name=NAME,
+    cfg = TrainConfig(model="mobilenetv2", model_options=dict(duplicate_bands=2, imagenet=True, source="torchvision"),
+                      name=NAME,
                       **_hcmus2020.WAVENET_RUN, **_hcmus2020.TRAINING)
     if smoke:
         cfg = shrink(cfg, dict(alpha=0.35, duplicate_bands=2, source="torchvision"))
