@@ -26,8 +26,11 @@ from torch_reference import torchvision_mobilenetv2  # noqa: E402
 TOLERANCE = 1e-5
 
 
-def randomise(net, seed=0):
-    """Random weights *and* batch-norm statistics / affines, so an unported or misplaced tensor shows."""
+def randomise(factory, seed=0):
+    """`factory()` with random weights *and* batch-norm statistics / affines, so an unported or misplaced tensor
+    shows; the convolutions keep torchvision's own initialisation, drawn after seeding torch's global RNG."""
+    torch.manual_seed(seed)
+    net = factory()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in net.modules():
@@ -51,7 +54,7 @@ def compare(expected, got, what, spread=0.1):
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_imagenet_classifier_matches_torchvision(alpha):
-    net = randomise(torchvision.models.mobilenet_v2(weights=None, width_mult=alpha), seed=1)
+    net = randomise(lambda: torchvision.models.mobilenet_v2(weights=None, width_mult=alpha), seed=1)
     model = models.build("mobilenetv2", input_shape=(None, None, 3), source="torchvision", alpha=alpha,
                          imagenet_classes=1000, dropout=0.2)
     timm_port.copy_weights(net, model, torchvision_mobilenetv2.keras_names(net.features, classifier="classifier.1"))
@@ -84,7 +87,7 @@ class SeedTagger(torch.nn.Module):
 
 @pytest.mark.parametrize("bands, tiles", [(32, 1), (16, 2)])  # mel-like (AMLAG), 16 WaveNet bands tiled (HCMUS)
 def test_seed_tagger_matches_torchvision_behind_the_stem(bands, tiles):
-    reference = randomise(SeedTagger(tiles), seed=2)
+    reference = randomise(lambda: SeedTagger(tiles), seed=2)
     tagger = models.build("mobilenetv2", input_shape=(bands, None, 1), source="torchvision", dropout=0.2,
                           duplicate_bands=tiles)
     names = torchvision_mobilenetv2.keras_names(reference.features)
@@ -99,7 +102,7 @@ def test_seed_tagger_matches_torchvision_behind_the_stem(bands, tiles):
 
 def test_attention_segment_cnn_is_torchvisions():
     """AMLAG's MusicSelfAttModel runs torchvision's MobileNetV2 `features` on each segment: the same network."""
-    net = randomise(torchvision.models.mobilenet_v2(weights=None, width_mult=0.35), seed=4).features
+    net = randomise(lambda: torchvision.models.mobilenet_v2(weights=None, width_mult=0.35), seed=4).features
     model = models.build("attention_mobilenetv2", input_shape=(32, None, 1), source="torchvision", alpha=0.35,
                          segment_frames=32, head_padding="same")
     backbone = model.branches.get_layer("mobilenetv2_torchvision")
@@ -111,16 +114,20 @@ def test_attention_segment_cnn_is_torchvisions():
     compare(expected, np.asarray(backbone(x.transpose(0, 2, 3, 1), training=False)), "attention segment CNN")
 
 
-def test_imagenet_option_copies_keras_weights_keeping_each_batch_norm():
+def test_imagenet_option_copies_keras_weights_keeping_each_batch_norm(monkeypatch):
     """`imagenet=True` (torchvision source): keras.applications' weights land layer by layer, and every BN computes
-    the same map at eps 1e-5 as Keras's at 1e-3 (a random Keras backbone stands in for the ImageNet one)."""
+    the same map at eps 1e-5 as Keras's at 1e-3. A random Keras backbone stands in for the ImageNet one (nothing
+    downloads at test time)."""
     source = mobilenetv2.keras_backbone(32, 0.5, imagenet=False)
     generator = np.random.default_rng(6)
     for layer in source.layers:
         if layer.weights:
             layer.set_weights([generator.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
-    target = mobilenetv2.torchvision_backbone(32, 0.5, imagenet=False)
-    mobilenetv2.copy_keras_weights(source, target)
+    requested = []
+    monkeypatch.setattr(mobilenetv2, "keras_backbone", lambda *args, **kwargs: requested.append(args) or source)
+    model = models.build("mobilenetv2", input_shape=(32, None, 1), source="torchvision", alpha=0.5, imagenet=True)
+    assert requested == [(32, 0.5, True)]  # the same alpha, with ImageNet weights
+    target = model.get_layer("mobilenetv2_torchvision")
     for keras_name, name in mobilenetv2.keras_layer_names().items():
         theirs, mine = source.get_layer(keras_name), target.get_layer(name)
         if hasattr(theirs, "epsilon"):

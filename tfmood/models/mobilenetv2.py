@@ -54,7 +54,7 @@ def torchvision_backbone(bands, alpha, imagenet):
                                    width_mult=alpha, head_mult=max(1.0, alpha), name=PREFIX)
     backbone = keras.Model(rgb, features, name="mobilenetv2_torchvision")
     if imagenet:
-        copy_keras_weights(keras_backbone(bands, alpha, imagenet=True), backbone)
+        copy_keras_weights(keras_backbone(bands, alpha, True), backbone)
     return backbone
 
 
