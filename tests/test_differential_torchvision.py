@@ -6,7 +6,7 @@ tests/torch_reference/torchvision_mobilenetv2.py (every tensor must land, every 
 must agree); both run in inference mode on the same random input. Comparisons: torchvision's ImageNet classifier
 (NCHW vs NHWC RGB, two widths), AMLAG 2019 submission 1's / HCMUS 2020's tagger (bw2col -> features -> mean pool ->
 dropout -> linear -> sigmoid, written here in PyTorch from systems.md B/D3), and the segment CNN inside
-`attention_mobilenetv2`. Tolerance: 1e-5 absolute on logits (std ~0.3) and on sigmoid scores; seen: <= 6e-7.
+`attention_mobilenetv2`; plus the model harness on the torchvision source. Tolerance: 1e-5 absolute on logits (std ~0.3) and on sigmoid scores; seen: <= 6e-7.
 Skipped without torch / torchvision (`pip install -e ".[test,torch]"`).
 """
 
@@ -21,6 +21,7 @@ import torch  # noqa: E402
 
 from tfmood import models  # noqa: E402
 from tfmood.models import mobilenetv2  # noqa: E402
+from model_harness import run_model_test  # noqa: E402
 from torch_reference import torchvision_mobilenetv2  # noqa: E402
 
 TOLERANCE = 1e-5
@@ -139,3 +140,8 @@ def test_imagenet_option_copies_keras_weights_keeping_each_batch_norm(monkeypatc
         else:
             for a, b in zip(theirs.get_weights(), mine.get_weights(), strict=True):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_torchvision_source_passes_harness():
+    """Shapes at two lengths, config round trip, .keras save / load, a training step (tests/model_harness.py)."""
+    run_model_test("mobilenetv2", alpha=0.35, source="torchvision", dropout=0.2)
