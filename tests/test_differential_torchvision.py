@@ -6,7 +6,8 @@ tests/torch_reference/torchvision_mobilenetv2.py (every tensor must land, every 
 must agree); both run in inference mode on the same random input. Comparisons: torchvision's ImageNet classifier
 (NCHW vs NHWC RGB, two widths), AMLAG 2019 submission 1's / HCMUS 2020's tagger (bw2col -> features -> mean pool ->
 dropout -> linear -> sigmoid, written here in PyTorch from systems.md B/D3), and the segment CNN inside
-`attention_mobilenetv2`; plus the model harness on the torchvision source. Tolerance: 1e-5 absolute on logits (std ~0.3) and on sigmoid scores; seen: <= 6e-7.
+`attention_mobilenetv2`; plus the model harness on the torchvision source. Tolerance: 1e-5 absolute on logits (std
+~0.3) and on sigmoid scores; seen: <= 6e-7.
 Skipped without torch / torchvision (`pip install -e ".[test,torch]"`).
 """
 
