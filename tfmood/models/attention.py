@@ -25,8 +25,8 @@ import keras
 from keras import layers
 
 from tfmood.models import register
-from tfmood.models.applications import variable_length_backbone
 from tfmood.models.dual_branch import DualBranchTagger
+from tfmood.models.mobilenetv2 import mobilenetv2_backbone
 from tfmood.models.segments import MergeSegments, SplitSegments
 from tfmood.models.stem import bw2col, input_layer
 from tfmood.models.transformer import encode_and_pool
@@ -36,9 +36,10 @@ SEGMENT_CNNS = Registry("segment CNN")
 
 
 @SEGMENT_CNNS.register("mobilenetv2")
-def mobilenetv2_features(segments, imagenet=False, alpha=1.0):
-    """bw2col -> keras.applications MobileNetV2 features (1280 x alpha channels, /32), as AMLAG's torchvision model."""
-    backbone = variable_length_backbone("MobileNetV2", segments.shape[1], imagenet, alpha=alpha)
+def mobilenetv2_features(segments, imagenet=False, alpha=1.0, source="keras"):
+    """bw2col -> MobileNetV2 features (1280 x max(1, alpha) channels, /32); `source` as `mobilenetv2`'s:
+    "torchvision" is AMLAG's network (symmetric padding, BN eps 1e-5), "keras" keras.applications'."""
+    backbone = mobilenetv2_backbone(source, segments.shape[1], alpha, imagenet)
     return backbone(bw2col(segments, name="segment_stem"))
 
 
@@ -110,10 +111,10 @@ def build_attention_tagger(name, cnn_name, input_shape=(96, None, 1), num_tags=5
 
 
 @register("attention_mobilenetv2")
-def build_attention_mobilenetv2(input_shape=(96, None, 1), num_tags=56, alpha=1.0, **options):
-    """MobileNetV2 segment CNN + self-attention, two branches (AMLAG 2019 submission 2)."""
+def build_attention_mobilenetv2(input_shape=(96, None, 1), num_tags=56, alpha=1.0, source="keras", **options):
+    """MobileNetV2 segment CNN + self-attention, two branches (AMLAG 2019 submission 2); `source` as mobilenetv2's."""
     return build_attention_tagger("attention_mobilenetv2", "mobilenetv2", input_shape, num_tags, alpha=alpha,
-                                  **options)
+                                  source=source, **options)
 
 
 @register("attention_resnet34")

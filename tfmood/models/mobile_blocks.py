@@ -153,11 +153,12 @@ def timm_block(x, spec, stride, channels, drop_rate, name):
 
 
 def timm_block_features(x, arch, stem, head, act, width_mult=1.0, depth_mult=1.0, drop_path_rate=0.0,
-                        name="net"):
+                        name="net", head_mult=None):
     """stem 3x3 s2 conv (BN, act) -> the blocks of `arch` (block strings) -> 1x1 head conv (BN, act).
 
     `depth_mult` scales each block string's repeats (ceil; timm scales per stage, identical at 1.0); the
     stochastic-depth rate grows linearly with the block index from 0 to `drop_path_rate` (timm's rule).
+    `head_mult` scales the head conv instead of `width_mult` (torchvision's MobileNetV2 never narrows its 1280).
     """
     specs = [parse_block(text, act) for text in arch]
     repeats = [max(1, math.ceil(spec["repeats"] * depth_mult)) for spec in specs]
@@ -169,4 +170,5 @@ def timm_block_features(x, arch, stem, head, act, width_mult=1.0, depth_mult=1.0
             x = timm_block(x, spec, spec["stride"] if repeat == 0 else 1, make_divisible(spec["channels"] * width_mult),
                            drop_path_rate * index / total, f"{name}_block{index + 1}")
             index += 1
-    return conv_bn(x, make_divisible(head * width_mult), 1, 1, act, f"{name}_head")
+    head_mult = width_mult if head_mult is None else head_mult
+    return conv_bn(x, make_divisible(head * head_mult), 1, 1, act, f"{name}_head")

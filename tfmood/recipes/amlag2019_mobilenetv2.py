@@ -9,7 +9,8 @@ submission1/{main.ipynb, transforms.py} (systems.md B5).
 
 Published (test, split 0): PR-AUC-macro 0.1183, ROC-AUC-macro 0.7324 (submission 1, official results tsv).
 
-Settings (main.ipynb): `mobilenetv2` (ImageNet weights, torchvision's pretrained MobileNetV2 in the code) behind
+Settings (main.ipynb): `mobilenetv2` with `source="torchvision"` (the code's torchvision MobileNetV2; ImageNet
+initialisation from Keras's weights, the code's are torchvision's) behind
 BN + two 1x1 convs to 3 channels, global average pooling, dropout 0.2 and a linear layer (`dropout=0.2`); one
 random 6590-frame crop per track per epoch; RandomResizedCrop on a third of the crops (transforms.py, its
 fallback), SpecAugment p=.5 (masks <= 15 % of bands, <= 20 % of frames); mixup alpha 1 with mixed targets; BCE;
@@ -19,7 +20,8 @@ this notebook.
 
 Deviations (settings table, `--list-recipes`): the test predictions of the notebook take each tag from the epoch
 with that tag's lowest validation loss (56 checkpoints); tfmood keeps the single best model. The notebook scores
-the centre 6590 frames; tfmood averages 4 evenly spaced crops. `--smoke`: MobileNetV2 at alpha 0.35.
+the centre 6590 frames; tfmood averages 4 evenly spaced crops. ImageNet weights: keras.applications' copied
+onto the torchvision-layout network (torchvision's own are PyTorch). `--smoke`: MobileNetV2 at alpha 0.35.
 """
 
 from tfmood.recipes import _amlag2019
@@ -33,9 +35,11 @@ CROP = 6590  # main.ipynb get_transforms(size=6590)
 SETTINGS = (
     Setting("model", "MobileNetV2 (ImageNet) behind BN + two 1x1 convs to 3 channels; mean pool, dropout .2, "
             "linear", "code"),
-    Setting("MobileNetV2 implementation", "keras.applications' MobileNetV2 and its ImageNet weights", "neither",
-            "the code runs torchvision's (symmetric stride-2 padding, BN eps 1e-5, torchvision's weights); tfmood "
-            "has no torchvision-style MobileNetV2"),
+    Setting("MobileNetV2 implementation", "torchvision's (`source=\"torchvision\"`: symmetric stride-2 padding, "
+            "BN eps 1e-5)", "code", "matched to torchvision 0.29 (tests/test_differential_torchvision.py)"),
+    Setting("ImageNet weights", "keras.applications' ImageNet MobileNetV2 copied onto the torchvision network",
+            "neither", "the code loads torchvision's pretrained weights (PyTorch; tfmood has no port of them): "
+            "Keras's were trained with TF padding, so they are an ImageNet initialisation, not the same network"),
     Setting("input", "MTG 96-band mel, one random 6590-frame crop per track per epoch", "code"),
     Setting("RandomResizedCrop", "p .33, scale (0.8, 1.0), ratio (1.7, 2.3), central fallback", "code"),
     Setting("SpecAugment", "p .5, 2 masks per axis, <= 15 % of bands, <= 20 % of frames, filled with the minimum",
@@ -53,7 +57,8 @@ SETTINGS = (
 
 
 def get_config(smoke=False) -> TrainConfig:
-    cfg = TrainConfig(model="mobilenetv2", model_options=dict(imagenet=True, dropout=0.2), data=MTG_MEL, name=NAME,
+    cfg = TrainConfig(model="mobilenetv2", model_options=dict(imagenet=True, dropout=0.2, source="torchvision"),
+                      data=MTG_MEL, name=NAME,
                       crop_frames=CROP, crops_per_track=1, eval_segments=4,
                       spec_augment=dict(probability=0.5, time_masks=2, freq_masks=2, max_time_fraction=0.2,
                                         max_freq_fraction=0.15),
@@ -62,5 +67,5 @@ def get_config(smoke=False) -> TrainConfig:
                       schedule="plateau", plateau_patience=5, monitor="val_loss", early_stopping_patience=25,
                       epochs=100, batch_size=4)
     if smoke:
-        cfg = shrink(cfg, dict(alpha=0.35, dropout=0.2))
+        cfg = shrink(cfg, dict(alpha=0.35, dropout=0.2, source="torchvision"))
     return cfg
