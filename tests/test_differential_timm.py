@@ -23,6 +23,7 @@ timm = pytest.importorskip("timm")
 import torch  # noqa: E402
 
 from tfmood import models  # noqa: E402
+from torch_reference import port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["rexnet_100", "mixnet_s", "efficientnet_b0"]
@@ -31,18 +32,7 @@ TOLERANCE = 1e-5
 
 def randomise(net, seed=0):
     """Random weights *and* batch-norm statistics / affines, so an unported or misplaced tensor shows."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.2, generator=generator)
-                module.running_var.uniform_(0.5, 1.5, generator=generator)
-                module.weight.uniform_(0.5, 1.5, generator=generator)
-                module.bias.normal_(0.0, 0.2, generator=generator)
-            elif isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, 0.02, generator=generator)  # logits of std ~1: float32 round-off
-                module.bias.normal_(0.0, 0.2, generator=generator)     # stays well under the tolerance
-    return net.eval()
+    return port.randomize_norms(net, seed)
 
 
 def trainable(model):

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from tfmood import models  # noqa: E402
 from tfmood.models import mobilenetv2  # noqa: E402
 from model_harness import run_model_test  # noqa: E402
-from torch_reference import torchvision_mobilenetv2  # noqa: E402
+from torch_reference import port, torchvision_mobilenetv2  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -32,19 +32,7 @@ def randomise(factory, seed=0):
     """`factory()` with random weights *and* batch-norm statistics / affines, so an unported or misplaced tensor
     shows; the convolutions keep torchvision's own initialisation, drawn after seeding torch's global RNG."""
     torch.manual_seed(seed)
-    net = factory()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.2, generator=generator)
-                module.running_var.uniform_(0.5, 1.5, generator=generator)
-                module.weight.uniform_(0.5, 1.5, generator=generator)
-                module.bias.normal_(0.0, 0.2, generator=generator)
-            elif isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, 0.02, generator=generator)  # logits of std ~0.3
-                module.bias.normal_(0.0, 0.2, generator=generator)
-    return net.eval()
+    return port.randomize_norms(factory(), seed)
 
 
 def compare(expected, got, what, spread=0.1):

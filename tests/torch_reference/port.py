@@ -11,6 +11,24 @@ import torch
 from torch import nn
 
 
+def randomize_norms(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Random batch-norm statistics and affines and random linear layers, the convolutions keeping the library's own
+    initialisation (its weight scale: deep ImageNet nets stay within float32's reach of the 1e-5 tolerance), so an
+    unported or misplaced tensor shows. Returns `net` in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0.0, 0.2, generator=generator)
+                module.running_var.uniform_(0.5, 1.5, generator=generator)
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.bias.normal_(0.0, 0.2, generator=generator)
+            elif isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.02, generator=generator)  # logits of std ~0.3-1: float32 round-off
+                module.bias.normal_(0.0, 0.2, generator=generator)     # stays well under the tolerance
+    return net.eval()
+
+
 def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
     """Random weights and random batch-norm statistics, so that no layer can hide behind its init (zeros, ones)."""
     generator = torch.Generator().manual_seed(seed)
