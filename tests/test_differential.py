@@ -115,16 +115,22 @@ def _crnn_logits_spread(model, x):
     return float(np.abs(scores[0] - scores[1]).max())
 
 
+def _check_crnn(seed, keras1, frames, parameters, what):
+    """The ported CRNN equals its reference on a `[2, 96, frames, 1]` input: same trainable count, a
+    non-constant output, scores within the tolerance."""
+    reference, model = _crnn_pair(seed, keras1=keras1)
+    x = _input((2, 96, frames, 1), seed=seed)
+    with torch.no_grad():
+        expected = reference(port.to_nchw(x))
+    assert port.trainable_count(reference) == port.keras_trainable_count(model) == parameters
+    assert _crnn_logits_spread(model, x) > 100 * TOLERANCE
+    assert_close(model(x, training=False), expected, what)
+
+
 def test_crnn_matches_choi_keras1_crnn():
     """`**crnn.CHOI2017` on Choi's own input (96 x 1366, padded to 1440 = 15 GRU steps): time zero-padding before
     the per-band BN, valid pools, Keras 1 GRUs (hard_sigmoid 0.2 x + 0.5 gates, reset before the product)."""
-    reference, model = _crnn_pair(7, keras1=True)
-    x = _input((2, 96, 1366, 1), seed=7)
-    with torch.no_grad():
-        expected = reference(port.to_nchw(x))
-    assert port.trainable_count(reference) == port.keras_trainable_count(model) == 394_296
-    assert _crnn_logits_spread(model, x) > 100 * TOLERANCE
-    assert_close(model(x, training=False), expected, "crnn CHOI2017 vs Choi's Keras 1 CRNN (96 x 1366)")
+    _check_crnn(7, True, 1366, 394_296, "crnn CHOI2017 vs Choi's Keras 1 CRNN (96 x 1366)")
 
 
 @pytest.mark.parametrize("option, value", [("gru", "pytorch"), ("time_padding", 0)])
@@ -156,13 +162,7 @@ def test_crnn_choi_options_each_matter(option, value):
 def test_crnn_default_pytorch_gru_matches_torch_gru():
     """tfmood's default style ("pytorch": sigmoid gates, reset after the product, two biases) against the same
     CRNN with torch.nn.GRU, on 96 x 960 (the pools divide it, so same and valid pooling agree)."""
-    reference, model = _crnn_pair(9, keras1=False)
-    x = _input((2, 96, 960, 1), seed=9)
-    with torch.no_grad():
-        expected = reference(port.to_nchw(x))
-    assert port.keras_trainable_count(model) == port.trainable_count(reference) == 394_488
-    assert _crnn_logits_spread(model, x) > 100 * TOLERANCE
-    assert_close(model(x, training=False), expected, "crnn default vs CRNN with torch.nn.GRU (96 x 960)")
+    _check_crnn(9, False, 960, 394_488, "crnn default vs CRNN with torch.nn.GRU (96 x 960)")
 
 
 # === torchvision ResNet-34 ===
