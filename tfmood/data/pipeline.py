@@ -97,23 +97,7 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         raise ValueError(f"reader must be 'numpy' or 'tf'. Received: {reader!r}")
     manifest = read_manifest(records_dir)
     store = framestore.ensure(records_dir, split)
-    counts = crop_counts(store.frames, crop_frames, crops_per_track)
-    total = int(counts.sum())
-    steps = total // batch_size  # full batches only: every replica step sees the same global batch size
-    track = tf.constant(np.repeat(np.arange(len(store)), counts), tf.int32)
-    k = tf.constant(np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts), tf.int32)
-    count = tf.constant(np.repeat(counts, counts), tf.int32)
-    frames = tf.constant(np.repeat(store.effective_frames(crop_frames), counts), tf.int32)  # short: repeated
-
-    def plan(epoch_seed, first=0, n=steps):
-        """The epoch's batches `first .. first + n - 1` (of `steps`)."""
-        u = tf.random.stateless_uniform([total], seeds.derive(epoch_seed, seeds.CROP))
-        starts = augment.stratified_starts(frames, crop_frames, k, count, u)
-        order = tf.random.experimental.stateless_shuffle(tf.range(total), seeds.derive(epoch_seed, seeds.PLAN_ORDER))
-        order = tf.reshape(order[: steps * batch_size], [steps, batch_size])[first: first + n]
-        batch_seeds = tf.random.experimental.stateless_split(seeds.derive(epoch_seed, seeds.PLAN_BATCHES), steps)
-        return tf.data.Dataset.from_tensor_slices((batch_seeds[first: first + n], tf.gather(track, order),
-                                                   tf.gather(starts, order)))
+    plan, steps = _epoch_plan(store, crop_frames, crops_per_track, batch_size)
 
     if epochs is None:
         # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
@@ -169,6 +153,29 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         return ds.prefetch(AUTOTUNE)
 
     return [batches(worker) for worker in workers]
+
+
+def _epoch_plan(store, crop_frames, crops_per_track, batch_size):
+    """`(plan, steps)`: `plan(epoch_seed, first=0, n=steps)` is a dataset of the epoch's batches
+    `first .. first + n - 1` as `(batch seed, tracks [batch], starts [batch])`, drawn with stateless ops from
+    `epoch_seed`; `steps` counts full batches only (every replica step sees the same global batch size)."""
+    counts = crop_counts(store.frames, crop_frames, crops_per_track)
+    total = int(counts.sum())
+    steps = total // batch_size
+    track = tf.constant(np.repeat(np.arange(len(store)), counts), tf.int32)
+    k = tf.constant(np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts), tf.int32)
+    count = tf.constant(np.repeat(counts, counts), tf.int32)
+    frames = tf.constant(np.repeat(store.effective_frames(crop_frames), counts), tf.int32)  # short: repeated
+
+    def plan(epoch_seed, first=0, n=steps):
+        u = tf.random.stateless_uniform([total], seeds.derive(epoch_seed, seeds.CROP))
+        starts = augment.stratified_starts(frames, crop_frames, k, count, u)
+        order = tf.random.experimental.stateless_shuffle(tf.range(total), seeds.derive(epoch_seed, seeds.PLAN_ORDER))
+        order = tf.reshape(order[: steps * batch_size], [steps, batch_size])[first: first + n]
+        batch_seeds = tf.random.experimental.stateless_split(seeds.derive(epoch_seed, seeds.PLAN_BATCHES), steps)
+        return tf.data.Dataset.from_tensor_slices((batch_seeds[first: first + n], tf.gather(track, order),
+                                                   tf.gather(starts, order)))
+    return plan, steps
 
 
 def _check_worker(worker, batch_size, seed):
