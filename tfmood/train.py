@@ -87,6 +87,9 @@ def add_machinery_args(p):
     p.add_argument("--no-xla", dest="xla", action="store_false")
     p.add_argument("--data-service", metavar="grpc://HOST:PORT",
                    help="make the training batches on tf.data service workers (python -m tfmood.data_service)")
+    p.add_argument("--augment-on", choices=("auto", "pipeline", "device"),
+                   help="where SpecAugment, mixup and crop transforms run: in tf.data on the CPU (pipeline), or "
+                        "in the training step on the accelerator (device); default auto: device on a GPU")
 
 
 def add_method_args(p):

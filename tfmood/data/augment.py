@@ -143,8 +143,13 @@ def mixup_draws(batch, alpha: float, seed=None):
 
 def blend(x, lam, perm):
     """`lam * x + (1 - lam) * x[perm]`, with `lam` broadcast over each example of `x [batch, ...]`."""
+    return mix(x, tf.gather(x, perm), lam)
+
+
+def mix(x, partner, lam):
+    """`lam * x + (1 - lam) * partner`, with `lam [batch]` broadcast over each example: mixup's one formula."""
     lx = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
-    return lx * x + (1 - lx) * tf.gather(x, perm)
+    return lx * x + (1 - lx) * partner
 
 
 def apply_batch(x, masks=None, mix=None):

@@ -11,7 +11,7 @@ a track, and yields tracks in split-TSV order.
 import numpy as np
 import tensorflow as tf
 
-from tfmood.data import augment, framestore, recipe_augment, schema, seeds, tf_reader
+from tfmood.data import augment, deferred, framestore, recipe_augment, schema, seeds, tf_reader
 from tfmood.data.convert import read_manifest, shard_paths
 from tfmood.protocol import Protocol
 
@@ -34,7 +34,8 @@ def crop_counts(track_frames, crop_frames, crops_per_track=None) -> np.ndarray:
 
 def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None,
                   shuffle_buffer=None, spec_augment=True, mixup_alpha=0.0, label_balancing=False,
-                  seed=None, deterministic=False, crop_transforms=(), worker=None, reader="numpy", epochs=None):
+                  seed=None, deterministic=False, crop_transforms=(), worker=None, reader="numpy", epochs=None,
+                  augment_on="pipeline"):
     """Batches `(x [batch, bands, crop, 1], y [batch, 56])` for one epoch of training.
 
     Crops come from the split's frame store (`tfmood.data.framestore`, built from the records on first use).
@@ -46,6 +47,10 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
     the same epochs run to run, and every epoch draws anew.
 
     `crop_transforms`: recipe transforms (`tfmood.data.recipe_augment` specs) run on each batch before SpecAugment.
+
+    `augment_on="device"`: `x` is a deferred batch (`tfmood.data.deferred`: the raw crops and their
+    augmentation's draws), which the training step finishes (`deferred.finish`) into the batch this gives with
+    the default `"pipeline"`.
 
     `worker=(index, count)`: one of `count` workers training on the same global batches (several hosts): see
     `worker_datasets`, which this returns the first dataset of.
@@ -62,14 +67,15 @@ def train_dataset(records_dir, split="train", batch_size=32, crop_frames=960, cr
         return worker_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, worker=worker,
                                spec_augment=spec_augment, mixup_alpha=mixup_alpha, label_balancing=label_balancing,
                                seed=seed, deterministic=deterministic, crop_transforms=crop_transforms,
-                               reader=reader, epochs=epochs)[0]
+                               reader=reader, epochs=epochs, augment_on=augment_on)[0]
     return _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, [None], spec_augment,
-                           mixup_alpha, label_balancing, seed, deterministic, crop_transforms, reader, epochs)[0]
+                           mixup_alpha, label_balancing, seed, deterministic, crop_transforms, reader, epochs,
+                           augment_on)[0]
 
 
 def worker_datasets(records_dir, split="train", batch_size=32, crop_frames=960, crops_per_track=None, *, worker,
                     spec_augment=True, mixup_alpha=0.0, label_balancing=False, seed=None, deterministic=False,
-                    crop_transforms=(), reader="numpy", epochs=None):
+                    crop_transforms=(), reader="numpy", epochs=None, augment_on="pipeline"):
     """`(share, whole)`: worker `index`'s part of each global batch, and the global batches themselves.
 
     Every worker draws the same epoch plans (same `seed`: required) and element j of `share` is rows
@@ -78,23 +84,27 @@ def worker_datasets(records_dir, split="train", batch_size=32, crop_frames=960, 
     batch): the workers' shares of one step make up the one-process global batch. The worker reads only its
     rows' crops and, with mixup, their partners' (at most 2b crops per step, b without mixup); augmentation
     runs on a global-batch-shaped tensor whose other rows are zeros (every draw depends on the row's place
-    in the global batch), and the other rows are dropped.
+    in the global batch), and the other rows are dropped. Deferred (`augment_on="device"`), the share holds
+    its rows' crops and their partners' (`tfmood.data.deferred`), with their draws, and no other row.
 
     `whole` shares `share`'s epoch seeds (iterating either one advances both, as one dataset does in a
     one-process run): for passes that need the global batches on every worker (SWA's BN recomputation).
     """
     return _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, [worker, None],
                            spec_augment, mixup_alpha, label_balancing, seed, deterministic, crop_transforms,
-                           reader, epochs)
+                           reader, epochs, augment_on)
 
 
 def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track, workers, spec_augment,
-                    mixup_alpha, label_balancing, seed, deterministic, crop_transforms, reader="numpy", epochs=None):
+                    mixup_alpha, label_balancing, seed, deterministic, crop_transforms, reader="numpy", epochs=None,
+                    augment_on="pipeline"):
     """One training dataset per entry of `workers` (None: the global batches), all on one epoch-seed stream."""
     if crop_frames < 1:
         raise ValueError(f"crop_frames must be >= 1. Received: {crop_frames}")
     if reader not in ("numpy", "tf"):
         raise ValueError(f"reader must be 'numpy' or 'tf'. Received: {reader!r}")
+    if augment_on not in ("pipeline", "device"):
+        raise ValueError(f"augment_on must be 'pipeline' or 'device'. Received: {augment_on!r}")
     manifest = read_manifest(records_dir)
     store = framestore.ensure(records_dir, split)
     plan, steps = _epoch_plan(store, crop_frames, crops_per_track, batch_size)
@@ -129,6 +139,8 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         return tf.ensure_shape(x, [n, crop_frames, bands])
 
     def load(batch_seed, tracks, starts, worker=None):
+        if augment_on == "device":
+            return load_deferred(batch_seed, tracks, starts, worker)
         if worker is None:
             x = read(tracks, starts, batch_size)
         else:  # only this worker's rows (and their mixup partners), at their places in the global batch
@@ -138,14 +150,33 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         # Static band and crop sizes in the element spec: models that normalise per band (BatchNormalization on
         # axis 1, as CP-JKU's and Choi's) or cut segments need them when fit() traces the train step.
         x = tf.transpose(tf.cast(tf.ensure_shape(x, [batch_size, crop_frames, bands]), tf.float32), [0, 2, 1])
-        y = tf.gather(labels, tracks)
-        if label_balancing:
-            y = augment.rarest_tag(y, tag_counts)
-        x, y = _augment_batch(x, y, spec_augment, mixup_alpha, batch_seed, transforms)
+        x, y = deferred.augment_batch(x, batch_labels(tracks), batch_seed, transforms, spec_augment, mixup_alpha)
         if worker is not None:
             share = batch_size // worker[1]
             x, y = x[worker[0] * share:(worker[0] + 1) * share], y[worker[0] * share:(worker[0] + 1) * share]
         return x, y
+
+    def batch_labels(tracks):
+        y = tf.gather(labels, tracks)
+        return augment.rarest_tag(y, tag_counts) if label_balancing else y
+
+    def load_deferred(batch_seed, tracks, starts, worker):
+        """This worker's rows of the global batch (all of them without `worker`), deferred: drawn for the whole
+        global batch, then only the rows read (and, with mixup, their partners) and kept."""
+        y = batch_labels(tracks)
+        d = deferred.draws(batch_size, bands, crop_frames, batch_seed, transforms, spec_augment)
+        n = batch_size if worker is None else batch_size // worker[1]
+        own = tf.range(n) if worker is None else tf.range(worker[0] * n, (worker[0] + 1) * n)
+        x = read(tf.gather(tracks, own), tf.gather(starts, own), n)
+        if not mixup_alpha:
+            return deferred.pack(x, deferred.gather_rows(d, own)), tf.gather(y, own)
+        lam, perm = augment.mixup_draws(batch_size, mixup_alpha, batch_seed)
+        partners = tf.gather(perm, own)
+        # The whole batch holds every partner (a copy, no read); a share mostly not: read them.
+        px = tf.gather(x, partners) if worker is None else read(tf.gather(tracks, partners),
+                                                                tf.gather(starts, partners), n)
+        x = deferred.pack(x, deferred.gather_rows(d, own), tf.gather(lam, own), px, deferred.gather_rows(d, partners))
+        return x, tf.gather(augment.blend(y, lam, perm), own)
 
     def batches(worker):
         ds = source().map(lambda *e: load(*e, worker=worker), num_parallel_calls=AUTOTUNE,
@@ -220,23 +251,6 @@ def _epochs_plan(plan, steps, epochs, seed):
         return plan(seeds.epoch_seed(base, i // chunks), tf.cast(i % chunks, tf.int32) * PLAN_CHUNK, PLAN_CHUNK)
     # No assert_cardinality: under dynamic sharding each service worker sees only its part of the source.
     return tf.data.Dataset.range(first * chunks, last * chunks).flat_map(chunk)
-
-
-def _augment_batch(x, y, spec_augment, mixup_alpha, seed, transforms=()):
-    """Recipe transforms, SpecAugment, then mixup on one batch; `seed` is the batch's stateless seed (each
-    folds its own purpose). SpecAugment's and mixup's draws are small; their application to `x` runs as one
-    XLA-compiled function (`augment.fused_apply`: the same ops, fused)."""
-    x, y = recipe_augment.apply(x, y, seed, transforms)
-    masks = mix = None
-    if spec_augment:
-        masks = augment.spec_augment_masks(*x.shape, seed=seed,
-                                           **(spec_augment if isinstance(spec_augment, dict) else {}))
-    if mixup_alpha:
-        mix = augment.mixup_draws(x.shape[0], mixup_alpha, seed)
-        y = augment.blend(y, *mix)
-    if masks is None and mix is None:
-        return x[..., None], y  # nothing to fuse: compiling would only add a copy of the batch
-    return augment.fused_apply(x, masks, mix), y
 
 
 def eval_dataset(records_dir, split="validation", crop_frames=960, segments=16):

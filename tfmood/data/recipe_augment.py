@@ -3,7 +3,8 @@
     cfg.crop_transforms = [{"name": "random_resized_crop", "probability": 0.33}]   # AMLAG, SELAB, HCMUS
     cfg.crop_transforms = [{"name": "time_roll", "max_shift": 50}]                  # CP-JKU
 
-Each transform maps a training batch `(x [batch, bands, frames], y, seed)` to `(x, y)` and runs in the training
+Each transform (a `Transform`: draws, then their application) maps a training batch
+`(x [batch, bands, frames], y, seed)` to `(x, y)` and runs in the training
 pipeline after cropping and before SpecAugment (`pipeline.train_dataset(crop_transforms=...)`). Every draw is a
 stateless op seeded from the batch's seed (`tfmood.data.seeds`) folded with a purpose number of this module
 (100 and up, apart from the pipeline's own), so the draws are fresh per example and per epoch and reproducible
@@ -34,19 +35,42 @@ TRANSFORMS = Registry("crop transform")
 ROLL_SHIFT, RRC_APPLY, RRC_SCALE, RRC_RATIO, RRC_TOP, RRC_LEFT = range(100, 106)
 
 
+class Transform:
+    """A crop transform split as SpecAugment and mixup are (`tfmood.data.augment`): `draw` makes its per-example
+    draws (small, uncompiled, stateless from the seed), `apply` applies them to a batch (compiled; row by row,
+    so the rows of a batch may be drawn on one machine and applied on another: `tfmood.data.deferred`).
+    Calling it does both: `(x, y, seed) -> (x, y)`."""
+
+    def draw(self, batch, bands, frames, seed) -> dict:
+        raise NotImplementedError
+
+    def apply(self, x, draws):
+        raise NotImplementedError
+
+    def __call__(self, x, y, seed):
+        shape = tf.shape(x)
+        return self.apply(x, self.draw(shape[0], shape[1], shape[2], seed)), y
+
+
+class _TimeRoll(Transform):
+    def __init__(self, max_shift):
+        self.max_shift = max_shift
+
+    def draw(self, batch, bands, frames, seed):
+        shift = tf.random.stateless_uniform([batch], seeds.derive(seed, ROLL_SHIFT), -self.max_shift,
+                                            self.max_shift + 1, tf.int32)
+        return {"shift": shift}
+
+    def apply(self, x, draws):
+        return _roll(x, draws["shift"])
+
+
 @TRANSFORMS.register("time_roll")
 def time_roll(max_shift=50):
     """CP-JKU: roll each example circularly in time by an integer in [-max_shift, max_shift]."""
     if not isinstance(max_shift, int) or max_shift < 0:
         raise ValueError(f"time_roll: `max_shift` must be an integer >= 0. Received: {max_shift!r}")
-
-    def roll(x, y, seed):
-        batch, frames = tf.shape(x)[0], tf.shape(x)[2]
-        shift = tf.random.stateless_uniform([batch], seeds.derive(seed, ROLL_SHIFT), -max_shift, max_shift + 1,
-                                            tf.int32)
-        return _roll(x, shift), y
-
-    return roll
+    return _TimeRoll(max_shift)
 
 
 def roll_by(x, shift):
@@ -66,12 +90,22 @@ def random_resized_crop(probability=0.33, scale=(0.8, 1.0), ratio=(1.7, 2.3), at
         raise ValueError(f"random_resized_crop: needs 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]. "
                          f"Received: scale={scale!r}, ratio={ratio!r}")
 
-    def transform(x, y, seed):
-        boxes = crop_boxes(tf.shape(x), seed, scale, ratio, attempts)
-        apply = tf.random.stateless_uniform([tf.shape(x)[0]], seeds.derive(seed, RRC_APPLY)) < probability
-        return _resize_where(x, boxes, apply), y
+    return _RandomResizedCrop(probability, scale, ratio, attempts)
 
-    return transform
+
+class _RandomResizedCrop(Transform):
+    def __init__(self, probability, scale, ratio, attempts):
+        self.probability, self.scale, self.ratio, self.attempts = probability, scale, ratio, attempts
+
+    def draw(self, batch, bands, frames, seed):
+        top, left, height, width = crop_boxes((batch, bands, frames), seed, self.scale, self.ratio,
+                                              self.attempts)
+        apply = tf.random.stateless_uniform([batch], seeds.derive(seed, RRC_APPLY)) < self.probability
+        return {"top": top, "left": left, "height": height, "width": width, "apply": apply}
+
+    def apply(self, x, draws):
+        boxes = tuple(draws[k] for k in ("top", "left", "height", "width"))
+        return _resize_where(x, boxes, draws["apply"])
 
 
 def crop_boxes(shape, seed, scale, ratio, attempts=10):
@@ -168,8 +202,20 @@ def build(specs) -> list:
     return fns
 
 
+def draw(fns, batch, bands, frames, seed) -> list:
+    """Every transform's draws for one batch, in order; each gets its own seed (folded from the batch seed by
+    its position)."""
+    return [fn.draw(batch, bands, frames, seeds.derive(seed, 1000 + i)) for i, fn in enumerate(fns)]
+
+
+def apply_drawn(x, fns, draws):
+    """Run `fns` in order on `x [batch, bands, frames]` with their `draws` (`draw`)."""
+    for fn, d in zip(fns, draws):
+        x = fn.apply(x, d)
+    return x
+
+
 def apply(x, y, seed, fns):
-    """Run `fns` in order on one batch; each gets its own seed (folded from the batch seed by its position)."""
-    for i, fn in enumerate(fns):
-        x, y = fn(x, y, seeds.derive(seed, 1000 + i))
-    return x, y
+    """Run `fns` in order on one batch (draws, then application)."""
+    shape = tf.shape(x)
+    return apply_drawn(x, fns, draw(fns, shape[0], shape[1], shape[2], seed)), y

@@ -56,6 +56,9 @@ class TrainConfig:
     crop_transforms: list = dataclasses.field(default_factory=list)
     standardize: str = None          # "bands": per-band mean/std of the training split (CP-JKU), None: raw
     data_service: str = None         # grpc://HOST:PORT of a tf.data service dispatcher: its workers make the batches
+    # Where training batches are augmented (tfmood.data.deferred): "pipeline" (tf.data, on the CPU), "device" (in
+    # the training step, on the accelerator: the pipeline only reads crops and draws), "auto": device on a GPU.
+    augment_on: str = "auto"
 
     def validate(self):
         positive = ("epochs", "batch_size", "crop_frames", "eval_segments")
@@ -69,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: {self.mixup_alpha!r}")
         validate_methods(self)
         validate_selection(self)
+        from tfmood.data.deferred import resolve_mode
+        resolve_mode(self.augment_on)
         if self.data_service:
             from tfmood.data_service import address
             address(self.data_service)

@@ -15,7 +15,8 @@ import tensorflow as tf
 from keras import ops
 
 from tfmood.data import seeds
-from tfmood.data.augment import permutation, sample_beta
+from tfmood.data import deferred
+from tfmood.data.augment import blend, permutation, sample_beta
 from tfmood.registry import Registry
 
 LOSSES = Registry("loss function")
@@ -91,16 +92,17 @@ def mixup_mixed_losses(x, y, alpha: float, seed=None):
 
     max(lam, 1 - lam) keeps each mix dominated by its own example, so `y` stays the main target.
     `seed`: a `[2]` stateless seed (one per batch, as `mixed_loss_batches` passes), an int, or None (fresh).
+    A deferred batch (`tfmood.data.deferred`) is paired instead; the training step blends it.
     """
     if not alpha > 0:
         raise ValueError(f"`alpha` must be > 0 for mixup. Received: {alpha!r}")
-    batch = tf.shape(x)[0]
+    batch = tf.shape(y)[0]
     seed = seeds.resolve(seed)
     lam = sample_beta([batch], alpha, seed)
     lam = tf.maximum(lam, 1.0 - lam)
     perm = permutation(batch, seed)
-    lx = tf.cast(tf.reshape(lam, [-1] + [1] * (len(x.shape) - 1)), x.dtype)
-    return lx * x + (1 - lx) * tf.gather(x, perm), pack(y, tf.gather(y, perm), lam)
+    x = deferred.pair(x, lam, perm) if deferred.is_deferred(x) else blend(x, lam, perm)
+    return x, pack(y, tf.gather(y, perm), lam)
 
 
 def mixed_loss_batches(ds: tf.data.Dataset, alpha: float, seed=None) -> tf.data.Dataset:

@@ -8,6 +8,8 @@ import time
 
 import tensorflow as tf
 
+from tfmood.data import deferred
+
 
 def cluster_workers() -> int:
     """Number of workers that `TF_CONFIG` describes (0 when unset)."""
@@ -235,7 +237,7 @@ def prepare_fit(model, dataset):
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return dataset
     index, count = worker_share(strategy)
-    share = int(dataset.element_spec[0].shape[0])
+    share = int(tf.nest.flatten(dataset.element_spec[0])[0].shape[0])  # a tensor, or a deferred batch's crops
     local = strategy.num_replicas_in_sync // count  # replicas (GPUs) on each worker
     if share % local:
         raise ValueError(f"The global batch size ({share * count}, --batch-size) must be a multiple of the number "
@@ -254,7 +256,7 @@ def prepare_fit(model, dataset):
 
     def build(iterator=None, data_batch=None):
         with strategy.scope():
-            model._symbolic_build(data_batch=dataset.element_spec)
+            model._symbolic_build(data_batch=deferred.finished_spec(dataset.element_spec))
     model._maybe_symbolic_build = build  # instance attribute: this model only
     _patch_multi_worker_logs()
     return distributed

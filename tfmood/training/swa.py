@@ -140,8 +140,9 @@ class BatchNormUpdate:
     The pass function is traced once and reused for later passes.
     """
 
-    def __init__(self, model, max_batches=None):
+    def __init__(self, model, max_batches=None, finish=None):
         self.model, self.max_batches = model, max_batches
+        self.finish = finish or (lambda x: x)  # deferred batches (`tfmood.data.deferred`): finished in the pass
         self.moments = [_Moments(layer) for layer in batch_norm_layers(model)]
         self._step = None
 
@@ -150,7 +151,7 @@ class BatchNormUpdate:
         if not self.moments:
             return 0
         if self._step is None:
-            self._step = tf.function(lambda x: self.model(x, training=True), reduce_retracing=True)
+            self._step = tf.function(lambda x: self.model(self.finish(x), training=True), reduce_retracing=True)
         for m in self.moments:
             m.reset()
             m.install()
@@ -209,17 +210,18 @@ class SWA(keras.callbacks.Callback):
     or None to skip validation of the averaged model. Every file goes to `run_dir`.
     `every_update`: BN pass, scoring and swa.keras at every update; False (default): at the last update
     before `params["epochs"]` only (every update when the callback runs outside `fit`).
+    `finish`: what turns a batch of `train_data` into the model's input (`deferred.finish`; default: as it is).
     """
 
     def __init__(self, start: int, every: int, train_data, run_dir: str, evaluation=None, keep: int = 4,
-                 bn_batches=None, every_update: bool = False):
+                 bn_batches=None, every_update: bool = False, finish=None):
         super().__init__()
         for name, value in (("start", start), ("every", every), ("keep", keep)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SWA `{name}` must be an integer >= 1. Received: {value!r}")
         self.start, self.every, self.keep, self.bn_batches = start, every, keep, bn_batches
         self.train_data, self.run_dir, self.evaluation = train_data, run_dir, evaluation
-        self.every_update = every_update
+        self.every_update, self.finish = every_update, finish
         self.average, self.bn_update, self.last = None, None, None  # last: (labels, scores) of the last scoring
 
     @property
@@ -229,7 +231,7 @@ class SWA(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.average is None:  # first epoch of this process: `epoch` = epochs the backup completed
             self.average = RunningAverage.load(self.state_path, max_epoch=epoch)
-            self.bn_update = BatchNormUpdate(self.model, self.bn_batches)
+            self.bn_update = BatchNormUpdate(self.model, self.bn_batches, self.finish)
             for stale in snapshots(self.run_dir)[self.average.n:]:  # from a rolled-back epoch or an older run
                 os.remove(stale)
 
@@ -318,6 +320,9 @@ def attach(callbacks: list, cfg, run_dir: str, records: str, train_data) -> list
 
     evaluation = dict(records_dir=records, split="validation", crop_frames=cfg.crop_frames,
                       segments=cfg.eval_segments, batch_size=cfg.batch_size)
-    callback = SWA(cfg.swa_start, cfg.swa_every, train_data, run_dir, evaluation, cfg.swa_keep, cfg.swa_bn_batches)
+    from tfmood.data import deferred, recipe_augment
+    transforms = recipe_augment.build(cfg.crop_transforms)
+    callback = SWA(cfg.swa_start, cfg.swa_every, train_data, run_dir, evaluation, cfg.swa_keep, cfg.swa_bn_batches,
+                   finish=lambda x: deferred.finish(x, transforms))
     at = next((i for i, c in enumerate(callbacks) if isinstance(c, TrackEvaluation)), 0)
     return callbacks[:at] + [callback] + callbacks[at:]

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfmood import models
-from tfmood.data import band_stats, demo, pipeline
+from tfmood.data import band_stats, deferred, demo, pipeline, recipe_augment
 from tfmood.data.convert import read_manifest
 from tfmood.evaluation.metrics import official_metrics
 from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
@@ -91,7 +91,7 @@ def training_data(cfg: TrainConfig, records: str, worker=None, service=None, **r
     """
     args = dict(spec_augment=cfg.spec_augment, mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
                 label_balancing=cfg.label_balancing, seed=cfg.seed, deterministic=cfg.deterministic,
-                crop_transforms=cfg.crop_transforms, **reading)
+                crop_transforms=cfg.crop_transforms, augment_on=deferred.resolve_mode(cfg.augment_on), **reading)
     if worker is None:
         train_ds = pipeline.train_dataset(records, "train", cfg.batch_size, cfg.crop_frames, cfg.crops_per_track,
                                           **args)
@@ -106,6 +106,22 @@ def training_data(cfg: TrainConfig, records: str, worker=None, service=None, **r
         # (with several workers: partners within each worker's share, drawn from a stream of its own)
         datasets = [losses.mixed_loss_batches(ds, cfg.mixup_alpha, cfg.seed) for ds in datasets]
     return datasets[0], datasets[-1]
+
+
+def finish_in_step(model, cfg: TrainConfig, spec) -> None:
+    """When the batches are deferred (`augment_on="device"`, `tfmood.data.deferred`), the model's training step
+    first finishes each one (augments it, on the step's device), then runs as usual: `fit`'s own step, a
+    co-teaching pair's or any other. Keras builds the model's metrics from the finished batches' spec."""
+    if not deferred.is_deferred(spec[0]):
+        return
+    transforms = recipe_augment.build(cfg.crop_transforms)
+    step, build = model.train_step, model._maybe_symbolic_build
+
+    def train_step(data):
+        x, *rest = data
+        return step((deferred.finish(x, transforms), *rest))
+    model.train_step = train_step  # instance attributes: this model only
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=deferred.finished_spec(spec))
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -137,6 +153,7 @@ def train(cfg: TrainConfig) -> dict:
         steps, first = int(train_ds.cardinality()), min(resume.completed_epochs(paths.backup), cfg.epochs - 1)
         fit_ds, _ = training_data(cfg, records, worker_share(strategy), reader="tf", epochs=(first, cfg.epochs),
                                   service=cfg.data_service)
+    finish_in_step(model, cfg, fit_ds.element_spec)  # augment_on="device": augment in the training step
     fit_ds = prepare_fit(model, fit_ds)  # multi-worker: this worker's share, distributed + a Keras 3 workaround
     with cluster_guard(strategy):  # multi-worker: a peer that is gone -> one clear PeerLost error
         model.fit(fit_ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False)
