@@ -2,7 +2,7 @@
 """Benchmark the training input pipeline against a naive per-file `np.load` loader, in one run.
 
     python tools/bench_pipeline.py [--tracks 100 200] [--workdir /tmp/tfmood-bench] [--seconds 15] [--rounds 2]
-                                   [--dtype float32 float16]
+                                   [--dtype float32 float16] [--augment-on pipeline device]
                                    [--feed 3000] [--recipes] [--components]
 
 Synthetic MTG-layout data (96-band float32 `NN/ID.npy`) whose track lengths follow the real split-0 train
@@ -15,6 +15,10 @@ amplification), crops per CPU-second of the loader's process (what a core delive
 figure a loaded machine distorts least), and peak RSS (each loader runs in its own process; give two --tracks
 values to see whether memory grows with the dataset). The loaders run in turn `--rounds` times and each keeps
 its best round. `--dtype float32 float16` also converts float16 records for the tfmood loaders.
+`--augment-on`: where the tfmood loaders' augmentation is applied (tfmood.data.deferred). `pipeline`: in
+tf.data, counted here; `device`: the loader yields deferred batches (crops + draws) and the training step
+applies them on the accelerator, so the application is not the loader's work: `--components` prints what it
+costs when the accelerator is this CPU (`deferred.finish`).
 `--components` prints the CPU cost per batch of each stage of the tfmood loader (read, transpose, draws, the
 augmentation op by op and fused). `--recipes` also runs every recipe's own crop shape, batch and augmentation
 for a few seconds and prints the cores it would take to feed `--feed` samples/s.
@@ -111,7 +115,7 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def run_loader(kind, workdir, seconds, dtype="float32"):
+def run_loader(kind, workdir, seconds, dtype="float32", augment_on="pipeline"):
     """Runs in a child process; prints JSON with crops/s, crops per CPU-second, bytes read per crop and
     peak RSS."""
     workdir = Path(workdir)
@@ -122,7 +126,8 @@ def run_loader(kind, workdir, seconds, dtype="float32"):
     else:
         from tfmood.data import pipeline
         ds = pipeline.train_dataset(str(workdir / records_name(dtype)), batch_size=BATCH, crop_frames=CROP,
-                                    crops_per_track=LOADERS[kind], mixup_alpha=0.3, seed=0).repeat()
+                                    crops_per_track=LOADERS[kind], mixup_alpha=0.3, seed=0,
+                                    augment_on=augment_on).repeat()
         io0 = _read_bytes()  # the store is built by the parent: opening it is not the loader's work
         rate, per_cpu = measure((x for x, _ in ds), seconds, with_cpu=True)
     crops = rate * seconds
@@ -133,12 +138,13 @@ def run_loader(kind, workdir, seconds, dtype="float32"):
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def run_recipes(workdir, seconds, feed):
-    """Child: every recipe's crop shape, batch and augmentation, for `seconds` each; prints JSON lines."""
+def run_recipes(workdir, seconds, feed, modes=("pipeline",)):
+    """Child: every recipe's crop shape, batch and augmentation, for `seconds` each, in each of `modes`
+    (`augment_on`); prints JSON lines."""
     from tfmood import recipes
     from tfmood.data import pipeline
     from tfmood.training import losses
-    for name in recipes.names():
+    for name, mode in ((n, m) for n in recipes.names() for m in modes):
         cfg = recipes.get(name)
         bands = 16 if "wavenet" in str(cfg.data) else BANDS
         records = Path(workdir) / f"bands-{bands}" / "records"
@@ -146,12 +152,13 @@ def run_recipes(workdir, seconds, feed):
                                     crops_per_track=cfg.crops_per_track, spec_augment=cfg.spec_augment,
                                     mixup_alpha=cfg.mixup_alpha if cfg.mixup_mode == "targets" else 0.0,
                                     label_balancing=cfg.label_balancing, seed=0,
-                                    crop_transforms=cfg.crop_transforms)
+                                    crop_transforms=cfg.crop_transforms, augment_on=mode)
         if cfg.mixup_mode == "losses":  # CP-JKU: as the trainer chains it
             ds = losses.mixed_loss_batches(ds, cfg.mixup_alpha, 0)
         ds = ds.repeat()
         rate = measure((x for x, _ in ds), seconds, cfg.batch_size, warmup=3)
-        print(json.dumps({"recipe": name, "shape": f"{bands}x{cfg.crop_frames}", "batch": cfg.batch_size,
+        print(json.dumps({"recipe": name, "augment_on": mode, "shape": f"{bands}x{cfg.crop_frames}",
+                          "batch": cfg.batch_size,
                           "crops_per_s": rate, "per_core": rate / cores(),
                           "cores_for_feed": feed / (rate / cores())}), flush=True)
 
@@ -160,7 +167,7 @@ def run_components(workdir, seconds):
     """Child: CPU milliseconds per 32 x 96 x 960 batch of each stage of the tfmood loader, one at a time (all
     threads of this process counted, best of 5 repeats): what each costs a core, whatever the load."""
     import tensorflow as tf
-    from tfmood.data import augment, framestore
+    from tfmood.data import augment, deferred, framestore
     store = framestore.ensure(str(Path(workdir) / "records"), "train")
     rng = np.random.default_rng(0)
     tracks = rng.integers(0, len(store), BATCH)
@@ -172,12 +179,17 @@ def run_components(workdir, seconds):
                                    augment.mixup_draws(BATCH, 0.3, s)))
     masks, mix = draws(seed)
     unfused = tf.function(augment.apply_batch)
+    deferred_batch = deferred.pack(time_major, {"masks": masks}, mix[0], tf.gather(time_major, mix[1]),
+                                   deferred.gather_rows({"masks": masks}, mix[1]))
+    finish = tf.function(deferred.finish)
     stages = {
         "read (FrameStore.crops, numpy)": lambda: store.crops(tracks, starts, CROP),
         "transpose to [batch, bands, frames]": lambda: tf.transpose(time_major, [0, 2, 1]).numpy(),
         "draws (SpecAugment masks, mixup lambda + partners)": lambda: draws(seed),
         "SpecAugment + mixup applied, op by op": lambda: unfused(x, masks, mix).numpy(),
         "SpecAugment + mixup applied, fused (XLA)": lambda: augment.fused_apply(x, masks, mix).numpy(),
+        "device mode: partners' crops and draws (a gather)": lambda: tf.gather(time_major, mix[1]).numpy(),
+        "device mode: the step's finish (transpose + apply), here": lambda: finish(deferred_batch).numpy(),
     }
     for name, fn in stages.items():
         fn()
@@ -215,6 +227,9 @@ def main(argv=None):
     p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float16"],
                    help="storage dtype(s) of the records the tfmood loaders read (the naive loader reads the "
                         "float32 .npy files)")
+    p.add_argument("--augment-on", nargs="+", default=["pipeline", "device"], choices=["pipeline", "device"],
+                   help="where the tfmood loaders' augmentation is applied (device: in the training step, not "
+                        "counted as the loader's work)")
     p.add_argument("--feed", type=float, default=3000, help="training rate (samples/s) to size the CPU for")
     p.add_argument("--recipes", action="store_true", help="also time every recipe's crop shape (a few s each)")
     p.add_argument("--components", action="store_true",
@@ -222,15 +237,17 @@ def main(argv=None):
     p.add_argument("--child", choices=[*LOADERS, "recipes", "components"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child == "recipes":
-        return run_recipes(args.workdir, args.seconds, args.feed)
+        return run_recipes(args.workdir, args.seconds, args.feed, args.augment_on)
     if args.child == "components":
         return run_components(Path(args.workdir) / f"tracks-{args.tracks[0]}", args.seconds)
     if args.child:
-        return run_loader(args.child, Path(args.workdir) / f"tracks-{args.tracks[0]}", args.seconds, args.dtype[0])
+        return run_loader(args.child, Path(args.workdir) / f"tracks-{args.tracks[0]}", args.seconds, args.dtype[0],
+                          args.augment_on[0])
     from tfmood.data import framestore
     print(f"{cores()} cores; crop {BANDS}x{CROP}, SpecAugment + mixup, batch {BATCH}; {args.seconds:g} s per "
           f"loader, best of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f} at the start")
-    loaders = [("naive", "float32")] + [(k, d) for d in args.dtype for k in LOADERS if k != "naive"]
+    loaders = [("naive", "float32", "pipeline")] + [(k, d, m) for m in args.augment_on for d in args.dtype
+                                                     for k in LOADERS if k != "naive"]
     for n in args.tracks:
         workdir = Path(args.workdir) / f"tracks-{n}"
         built = {}
@@ -241,19 +258,20 @@ def main(argv=None):
             built[dtype] = time.perf_counter() - t0
         results = {}
         for _ in range(args.rounds):
-            for kind, dtype in loaders:
+            for kind, dtype, mode in loaders:
                 r = _child("--child", kind, "--tracks", n, "--workdir", args.workdir, "--seconds", args.seconds,
-                           "--dtype", dtype)[0]
-                best = results.get((kind, dtype))
-                results[(kind, dtype)] = r if best is None or r["crops_per_s"] > best["crops_per_s"] else best
+                           "--dtype", dtype, "--augment-on", mode)[0]
+                best = results.get((kind, dtype, mode))
+                results[(kind, dtype, mode)] = r if best is None or r["crops_per_s"] > best["crops_per_s"] else best
         if not results:  # --rounds 0: only --components / --recipes
             continue
         print(f"{n} tracks ({source}); frame store ready in "
               + ", ".join(f"{t:.1f} s ({d})" for d, t in built.items()) + " (built once per records folder); "
               f"load average {os.getloadavg()[0]:.1f} at the end")
-        base = results[("naive", "float32")]
-        for (kind, dtype), r in results.items():
-            print(f"  {kind:12s} {dtype:8s} {r['crops_per_s']:7.0f} crops/s ({r['crops_per_s'] / base['crops_per_s']:4.1f}x "
+        base = results[("naive", "float32", "pipeline")]
+        for (kind, dtype, mode), r in results.items():
+            mode = "" if kind == "naive" else f"aug: {mode}"
+            print(f"  {kind:12s} {dtype:8s} {mode:14s} {r['crops_per_s']:7.0f} crops/s ({r['crops_per_s'] / base['crops_per_s']:4.1f}x "
                   f"naive, {r['per_core']:6.0f}/core)  {r['per_cpu_s']:6.0f} crops/CPU-s "
                   f"({r['per_cpu_s'] / base['per_cpu_s']:4.1f}x)  read ampl. {r['read_amplification']:5.2f}x  "
                   f"peak RSS {r['peak_rss_mb']:5.0f} MB")
@@ -269,11 +287,11 @@ def main(argv=None):
             make_data(workdir, 60, bands)
             framestore.ensure(str(workdir / "records"), "train")
         rows = _child("--child", "recipes", "--workdir", args.workdir, "--seconds", max(2.0, args.seconds / 4),
-                      "--feed", args.feed)
+                      "--feed", args.feed, "--augment-on", *args.augment_on)
         print(f"Recipes (their crop shape, batch, SpecAugment/mixup/transforms; 60 tracks): cores to feed "
               f"{args.feed:g} samples/s at the measured crops/s per core")
         for r in rows:
-            print(f"  {r['recipe']:32s} {r['shape']:>8s} batch {r['batch']:3d}  {r['crops_per_s']:7.0f} crops/s  "
+            print(f"  {r['recipe']:32s} aug: {r['augment_on']:8s} {r['shape']:>8s} batch {r['batch']:3d}  {r['crops_per_s']:7.0f} crops/s  "
                   f"{r['per_core']:6.0f}/core  -> {r['cores_for_feed']:5.1f} cores")
 
 

@@ -165,18 +165,23 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         global batch, then only the rows read (and, with mixup, their partners) and kept."""
         y = batch_labels(tracks)
         d = deferred.draws(batch_size, bands, crop_frames, batch_seed, transforms, spec_augment)
-        n = batch_size if worker is None else batch_size // worker[1]
-        own = tf.range(n) if worker is None else tf.range(worker[0] * n, (worker[0] + 1) * n)
-        x = read(tf.gather(tracks, own), tf.gather(starts, own), n)
+        if worker is None:  # every row: no gathers
+            x = read(tracks, starts, batch_size)
+            rows = lambda t: t  # noqa: E731
+        else:
+            n = batch_size // worker[1]
+            own = tf.range(worker[0] * n, (worker[0] + 1) * n)
+            x = read(tf.gather(tracks, own), tf.gather(starts, own), n)
+            rows = lambda t: tf.nest.map_structure(lambda a: tf.gather(a, own), t)  # noqa: E731
         if not mixup_alpha:
-            return deferred.pack(x, deferred.gather_rows(d, own)), tf.gather(y, own)
+            return deferred.pack(x, rows(d)), rows(y)
         lam, perm = augment.mixup_draws(batch_size, mixup_alpha, batch_seed)
-        partners = tf.gather(perm, own)
+        partners = rows(perm)
         # The whole batch holds every partner (a copy, no read); a share mostly not: read them.
         px = tf.gather(x, partners) if worker is None else read(tf.gather(tracks, partners),
-                                                                tf.gather(starts, partners), n)
-        x = deferred.pack(x, deferred.gather_rows(d, own), tf.gather(lam, own), px, deferred.gather_rows(d, partners))
-        return x, tf.gather(augment.blend(y, lam, perm), own)
+                                                                tf.gather(starts, partners), None)
+        x = deferred.pack(x, rows(d), rows(lam), px, deferred.gather_rows(d, partners))
+        return x, rows(augment.blend(y, lam, perm))
 
     def batches(worker):
         ds = source().map(lambda *e: load(*e, worker=worker), num_parallel_calls=AUTOTUNE,
