@@ -16,6 +16,8 @@ every batch (what `pipeline.worker_datasets` gives the trainer).
 WORKLOAD `bn`: the trainer's own input (`trainer.training_data`: random crops, SpecAugment, mixup; under
 MultiWorker each worker's share of every global batch) and the demo MobileNetV2 (BatchNormalization,
 synchronized across workers as `prepare_fit` sets it), with --deterministic.
+WORKLOAD `bn-device`: `bn` with `augment_on="device"` (deferred batches, finished in the training step as the
+trainer sets it up; `x` and `pass_x` are saved finished).
 
 Why the runs are comparable exactly: the same global batches on every setup, the same initial weights (same
 seed), SGD (no per-replica state); gradients are means over the global batch in both cases.
@@ -74,14 +76,18 @@ def build(workload, strategy, records):
                                           y[worker[0] * share:(worker[0] + 1) * share]))
         return model, data, None
     cfg = bn_config()
+    cfg.augment_on = "device" if workload == "bn-device" else "pipeline"
     with strategy.scope():
         model = trainer.build_and_compile(cfg, bands, records)
-    return (model, *trainer.training_data(cfg, records, worker_share(strategy)))
+    data, pass_data = trainer.training_data(cfg, records, worker_share(strategy))
+    trainer.finish_in_step(model, cfg, data.element_spec)  # as the trainer does (nothing for finished batches)
+    return model, data, pass_data
 
 
 def main(mode, records, out, workload="tiny"):
     import keras
     import numpy as np
+    from tfmood.data import deferred
     from tfmood.training.strategy import is_chief, prepare_fit, worker_dir
     from tfmood.training.swa import batch_norm_layers
 
@@ -99,10 +105,11 @@ def main(mode, records, out, workload="tiny"):
     initial = model.get_weights()[0]
     data = prepare_fit(model, data)  # as the trainer does
     x, y = next(iter(data))  # the first batch (an iteration, as fit's epoch will be the next one)
-    x, y = (strategy.experimental_local_results(v)[0].numpy() for v in (x, y))
+    x, y = (tf.nest.map_structure(lambda t: strategy.experimental_local_results(t)[0], v) for v in (x, y))
+    x, y = deferred.finish(x).numpy(), y.numpy()  # `bn-device`: finished as the step finishes it
     model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
     # What SWA's BN pass would read next (the global batches, on every worker): the third epoch's first batch
-    after = {} if pass_data is None else {"pass_x": next(iter(pass_data))[0].numpy()}
+    after = {} if pass_data is None else {"pass_x": deferred.finish(next(iter(pass_data))[0]).numpy()}
     folder = worker_dir(strategy, out)
     os.makedirs(folder, exist_ok=True)
     np.savez(os.path.join(folder, "weights.npz"), *model.get_weights(), initial=initial, x=x, y=y,

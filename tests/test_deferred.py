@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfmood.data import deferred, pipeline, recipe_augment
 from tfmood.training import losses
+from test_data_service import in_process_service  # noqa: F401  (a fixture: a dispatcher and 2 workers in-process)
 
 # Everything at once: both recipe transforms, SpecAugment (always applied, so every row is masked), mixup.
 FULL = dict(spec_augment={"probability": 1.0}, mixup_alpha=0.4, label_balancing=True,
@@ -134,3 +135,21 @@ def test_training_on_deferred_batches_trains_as_on_the_pipelines(tiny_records, t
                 for a, b in zip(weights["pipeline"], weights["device"]))
     print(f"{name}: max relative weight difference {moved:.3g}")
     assert moved <= 1e-4
+
+
+def test_tf_data_service_workers_make_the_same_deferred_batches(tiny_records, in_process_service):
+    """The service's workers run the deferred pipeline as a graph (the TF reader, no Python): the batches they
+    make, finished by the trainer, are the local ones, in the order the workers finish them."""
+    from tfmood import data_service
+
+    def run(distributed):
+        ds = pipeline.train_dataset(tiny_records, batch_size=8, crop_frames=24, seed=2, reader="tf", epochs=(0, 2),
+                                    augment_on="device", **FULL)
+        if distributed:
+            ds = data_service.distribute(ds, in_process_service)
+        fns = recipe_augment.build(FULL["crop_transforms"])
+        return sorted((deferred.finish(x, fns).numpy().tobytes(), y.numpy().tobytes()) for x, y in ds)
+
+    local, served = run(False), run(True)
+    steps = int(pipeline.train_dataset(tiny_records, batch_size=8, crop_frames=24, seed=2).cardinality())
+    assert len(local) == 2 * steps and served == local
