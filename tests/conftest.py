@@ -43,3 +43,13 @@ def tiny_records(tiny_source, tmp_path_factory):
     convert.run(splits, convert.Options(features_root=str(root / "features"), out_dir=str(out)),
                 num_shards=2, workers=1, show_progress=False)
     return str(out)
+
+
+@pytest.fixture
+def restore_op_determinism():
+    """For tests that train with `deterministic=True` in this process: op determinism is switched off again
+    after the test (it is process-wide, and it turns Keras' XLA off: later tests would see it)."""
+    yield
+    from tensorflow.python.framework import config as tf_config  # no public switch back
+    if hasattr(tf_config, "disable_op_determinism"):
+        tf_config.disable_op_determinism()

@@ -113,7 +113,8 @@ RUNS = {
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_training_on_deferred_batches_trains_as_on_the_pipelines(tiny_records, tmp_path, name):
+def test_training_on_deferred_batches_trains_as_on_the_pipelines(tiny_records, tmp_path, name,
+                                                                  restore_op_determinism):
     """The same seeded, deterministic run with the augmentation in the pipeline and in the step: the same
     batches (up to an ulp), hence the same weights, up to the round-off that an ulp grows into."""
     import tiny_model  # noqa: F401  (registers tiny_cnn)

@@ -115,14 +115,6 @@ def train_weights(records, out, name, seed):
     return keras.models.load_model(out / name / "best.keras").get_weights()
 
 
-@pytest.fixture
-def restore_op_determinism():
-    yield
-    from tensorflow.python.framework import config as tf_config  # no public switch back
-    if hasattr(tf_config, "disable_op_determinism"):
-        tf_config.disable_op_determinism()  # later tests in this process may use non-deterministic ops
-
-
 @pytest.mark.slow  # ~70 s: three short trainings
 def test_deterministic_runs_give_identical_weights(tiny_records, tmp_path, restore_op_determinism):
     first = train_weights(tiny_records, tmp_path, "a", seed=5)

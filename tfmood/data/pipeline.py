@@ -172,14 +172,14 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
             n = batch_size // worker[1]
             own = tf.range(worker[0] * n, (worker[0] + 1) * n)
             x = read(tf.gather(tracks, own), tf.gather(starts, own), n)
-            rows = lambda t: tf.nest.map_structure(lambda a: tf.gather(a, own), t)  # noqa: E731
+            rows = lambda t: deferred.gather_rows(t, own)  # noqa: E731
         if not mixup_alpha:
             return deferred.pack(x, rows(d)), rows(y)
         lam, perm = augment.mixup_draws(batch_size, mixup_alpha, batch_seed)
         partners = rows(perm)
         # The whole batch holds every partner (a copy, no read); a share mostly not: read them.
         px = tf.gather(x, partners) if worker is None else read(tf.gather(tracks, partners),
-                                                                tf.gather(starts, partners), None)
+                                                                tf.gather(starts, partners), n)
         x = deferred.pack(x, rows(d), rows(lam), px, deferred.gather_rows(d, partners))
         return x, rows(augment.blend(y, lam, perm))
 
