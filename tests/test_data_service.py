@@ -55,11 +55,17 @@ def test_tf_reader_crops_equal_frame_store_crops(tiny_records):
         windows = tf_reader.ensure(store, tf_reader.window_frames_for(crop))
         assert windows.window_frames < crop  # a crop spans several windows
         room = store.effective_frames(crop) - crop + 1
-        tracks = np.repeat(np.arange(len(store)), 3)
-        starts = np.stack([np.zeros_like(room), room - 1, rng.integers(room)], 1).ravel()
+        firsts, lasts, middles = np.zeros_like(room), room - 1, rng.integers(room)
         read = tf.function(lambda t, s: windows.crops(t, s, crop))  # as in the pipeline: traced, not eager
-        got = read(tf.constant(tracks, tf.int32), tf.constant(starts, tf.int32)).numpy()
-        np.testing.assert_array_equal(got, store.crops(tracks, starts, crop))
+        # Each kind of start alone (a call's crops are read together: one crop's windows must not stand in
+        # for another's), then all of them at once, in random order (crops sharing windows).
+        tracks = np.arange(len(store))
+        calls = [(tracks, starts) for starts in (firsts, lasts, middles)]
+        mixed = rng.permutation(3 * len(store))
+        calls.append((np.tile(tracks, 3)[mixed], np.concatenate([firsts, lasts, middles])[mixed]))
+        for t, s in calls:
+            got = read(tf.constant(t, tf.int32), tf.constant(s, tf.int32)).numpy()
+            np.testing.assert_array_equal(got, store.crops(t, s, crop))
 
 
 def test_tf_reader_gives_the_same_batches_as_the_numpy_reader(tiny_records):

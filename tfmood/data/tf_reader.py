@@ -4,20 +4,29 @@ Why: the frame store's reader (`FrameStore.crops`, a `numpy_function` doing one 
 on tf.data service workers, which receive the dataset as a serialized graph, without the client's Python.
 TensorFlow has no op that reads a byte range of a raw file: `FixedLengthRecordDataset`'s `header_bytes`
 reads through the bytes it skips (measured: a crop 150 MB into a shard read 408 crops' worth), and
-`read_file` reads the whole file. `TFRecordDatasetV2` with `byte_offsets` seeks (measured: 1.00x), so this
-reader keeps the frame store's frames once more as TFRecords of fixed windows of `window_frames` frames
-(`windows-NNNNN.tfrecord`, one per frame-store shard, each track's windows in order, the last one shorter),
-and a crop reads the windows that cover it: read amplification about `(crop + window) / crop`.
+`read_file` reads the whole file. `TFRecordDatasetV2`'s `byte_offsets` seek, but one offset per *file*
+(a file is read from its offset to its end), so a crop needs a dataset of its own: ~0.5 ms per crop,
+measured, most of it making the dataset (BENCHMARKS.md, "Input pipeline on tf.data service").
+
+So this reader keeps the frame store's frames once more in an SQLite file, `windows.sqlite`, one row per
+window of `window_frames` frames (`windows(id INTEGER PRIMARY KEY, frames BLOB)`; the store's tracks in
+order, each track's windows in order, its last one shorter), read with `tf.data.experimental.SqlDataset`:
+one query per batch fetches every window its crops cover (`WHERE id IN (...) ORDER BY id`: rowid look-ups,
+no sort), read amplification about `(crop + window) / crop`. A window's rowid is arithmetic on the store's
+index (`first_window`), so the file holds nothing else.
 
 The windows live in the frame store's folder (`tf-windows-W/`), so they go when the store is rebuilt; they
 are built on first use from the store's raw files (streaming, atomic: `windows.json` is written last) and
-can be deleted at any time. The graph holds their absolute paths: a tf.data service worker must see the
-store at the same path (a shared filesystem, or the same host).
+can be deleted at any time. The graph holds their absolute path: a tf.data service worker must see the
+store at the same path (a shared filesystem, or the same host). It opens the file read-only and
+`immutable` (no locks: safe on network filesystems, and a rebuild replaces the folder, never the file).
 """
 
 import json
 import os
 import shutil
+import sqlite3
+import urllib.parse
 
 import numpy as np
 import tensorflow as tf
@@ -25,15 +34,23 @@ import tensorflow as tf
 from tfmood.data import framestore
 from tfmood.data.convert import write_json_atomic
 
-WINDOWS_VERSION = 1
+WINDOWS_VERSION = 2  # 1: TFRecord windows read one dataset per crop
 WINDOWS_JSON = "windows.json"
-_RECORD_OVERHEAD = 16  # a TFRecord frames its data with a length (8 bytes) and two CRCs (4 + 4)
+WINDOWS_DB = "windows.sqlite"
+# 64 KiB pages: a window (92 KB at 96 bands x 240 float32 frames) is two page reads, not 23 of 4 KiB.
+_PAGE_SIZE = 65536
 
 
 def window_frames_for(crop_frames: int) -> int:
     """The window length the training reader uses for `crop_frames`: a quarter crop (at least 8 frames),
     so a crop reads 4-5 windows, ~1.25x its bytes, whatever the recipe's crop length."""
     return max(8, int(crop_frames) // 4)
+
+
+def first_window(frames, window_frames: int) -> np.ndarray:
+    """Rowid of each track's first window: the store's tracks in order, `ceil(frames / window)` rows each."""
+    count = -(-np.asarray(frames, np.int64) // int(window_frames))
+    return np.cumsum(count) - count
 
 
 def ensure(store: "framestore.FrameStore", window_frames: int) -> "WindowStore":
@@ -62,25 +79,19 @@ def _is_current(folder, print_) -> bool:
 
 
 def build(store, folder: str, window_frames: int, print_: str) -> None:
-    """Write every shard's windows into a temporary sibling folder, then move it into place."""
+    """Write every track's windows into a temporary sibling folder, then move it into place."""
     tmp = f"{folder}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    first_record = np.zeros(len(store), np.int64)  # byte offset of each track's first window in its file
-    for shard in np.unique(store.shard):
-        raw = np.memmap(os.path.join(store.folder, f"frames-{int(shard):05d}.bin"), store.dtype, "r")
-        raw = raw.reshape(-1, store.bands)
-        offset = 0
-        with tf.io.TFRecordWriter(os.path.join(tmp, f"windows-{int(shard):05d}.tfrecord")) as out:
-            for t in np.flatnonzero(store.shard == shard):  # in the store's order: offsets grow
-                first_record[t] = offset
-                start, frames = int(store.start[t]), int(store.frames[t])
-                for w in range(start, start + frames, window_frames):
-                    data = np.ascontiguousarray(raw[w: min(w + window_frames, start + frames)]).tobytes()
-                    out.write(data)
-                    offset += len(data) + _RECORD_OVERHEAD
-        del raw
-    np.save(os.path.join(tmp, "first_record.npy"), first_record)
+    con = sqlite3.connect(os.path.join(tmp, WINDOWS_DB))
+    try:
+        # No journal and no fsync per transaction: an interrupted build leaves only the temporary folder.
+        con.executescript(f"PRAGMA page_size={_PAGE_SIZE}; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                          "CREATE TABLE windows (id INTEGER PRIMARY KEY, frames BLOB NOT NULL);")
+        con.executemany("INSERT INTO windows VALUES (?, ?)", _windows(store, window_frames))
+        con.commit()
+    finally:
+        con.close()
     write_json_atomic(os.path.join(tmp, WINDOWS_JSON), {"fingerprint": print_, "version": WINDOWS_VERSION,
                                                          "window_frames": window_frames})
     old = f"{folder}.old-{os.getpid()}"
@@ -88,6 +99,19 @@ def build(store, folder: str, window_frames: int, print_: str) -> None:
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _windows(store, window_frames):
+    """(rowid, bytes) of every window, in rowid order, one shard's raw file mapped at a time."""
+    ids = first_window(store.frames, window_frames)
+    for shard in np.unique(store.shard):
+        raw = np.memmap(os.path.join(store.folder, f"frames-{int(shard):05d}.bin"), store.dtype, "r")
+        raw = raw.reshape(-1, store.bands)
+        for t in np.flatnonzero(store.shard == shard):
+            start, frames = int(store.start[t]), int(store.frames[t])
+            for j, w in enumerate(range(start, start + frames, window_frames)):
+                yield int(ids[t]) + j, raw[w: min(w + window_frames, start + frames)].tobytes()
+        del raw
 
 
 class WindowStore:
@@ -100,33 +124,39 @@ class WindowStore:
             self.window_frames = int(json.load(f)["window_frames"])
         self.folder, self.bands = folder, store.bands
         self.dtype = tf.as_dtype(store.dtype.newbyteorder("="))
-        self._window_bytes = self.window_frames * store.row_bytes + _RECORD_OVERHEAD
-        paths = [os.path.join(os.path.abspath(folder), f"windows-{int(s):05d}.tfrecord") for s in store.shard]
-        self._paths = tf.constant(paths)
-        self._first = tf.constant(np.load(os.path.join(folder, "first_record.npy")), tf.int64)
+        self.path = os.path.join(os.path.abspath(folder), WINDOWS_DB)
+        self._uri = f"file:{urllib.parse.quote(self.path)}?mode=ro&immutable=1"
+        self._first = tf.constant(first_window(store.frames, self.window_frames), tf.int64)
         self._frames = tf.constant(store.frames, tf.int32)
 
     def crops(self, tracks, starts, crop_frames: int):
-        crop_frames = int(crop_frames)
-        return tf.map_fn(lambda ts: self.crop(ts[0], ts[1], crop_frames), (tracks, starts),
-                         fn_output_signature=tf.TensorSpec([crop_frames, self.bands], self.dtype))
+        """One query for all the crops' windows (each window once), then one gather into the crops."""
+        crop_frames, w = int(crop_frames), self.window_frames
+        frames = tf.gather(self._frames, tracks)
+        short = frames < crop_frames  # a short track: all its windows (its crop repeats it)
+        first = tf.where(short, 0, starts // w)  # the crop's first and last window, in its track
+        last = tf.where(short, frames - 1, starts + crop_frames - 1) // w
+        head = tf.gather(self._first, tracks) + tf.cast(first, tf.int64)  # rowid of the crop's first window
+        count = last - first + 1
+        covered = tf.repeat(head, count) + tf.cast(tf.ragged.range(count).flat_values, tf.int64)
+        ids = tf.sort(tf.unique(covered)[0])
+        got, blobs = self._select(ids)
+        damaged = f"{self.path}: windows missing; delete {self.folder} and it is rebuilt"
+        tf.debugging.assert_equal(tf.size(got), tf.size(ids), message=damaged)
+        tf.debugging.assert_equal(got, ids, message=damaged)
+        # Each window padded to a full one (only a track's last is shorter; no index reaches the padding).
+        x = tf.reshape(tf.io.decode_raw(blobs, self.dtype, little_endian=True,
+                                        fixed_length=w * self.bands * self.dtype.size), [-1, self.bands])
+        # A crop's windows are consecutive in `ids` (all rowids from `head` on): frame p of the track is row
+        # (slot of head - first) * w + p.
+        slot = tf.cast(tf.searchsorted(ids, head), tf.int32)
+        frame = (starts[:, None] + tf.range(crop_frames)[None]) % frames[:, None]  # as FrameStore.crops
+        return tf.gather(x, frame + ((slot - first) * w)[:, None])
 
-    def crop(self, track, start, crop_frames: int):
-        """One crop: the windows that cover frames `start .. start + crop_frames - 1` (all of a short track's)."""
-        w, frames = self.window_frames, self._frames[track]
-        short = frames < crop_frames
-        first = tf.where(short, 0, start // w)
-        last = tf.where(short, frames - 1, start + crop_frames - 1) // w
-        count = tf.cast(last - first + 1, tf.int64)
-        offset = self._first[track] + tf.cast(first, tf.int64) * self._window_bytes
-        variant = tf.raw_ops.TFRecordDatasetV2(
-            filenames=tf.reshape(self._paths[track], [1]), compression_type="",
-            buffer_size=count * self._window_bytes,  # one read of exactly the covering windows
-            byte_offsets=tf.reshape(offset, [1]))
-        records = tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.string)).take(count)
-        # Not `records.reduce`: its kernel re-serializes the dataset, and TF 2.21 serializes TFRecordDatasetV2
-        # without its `byte_offsets` ("3 inputs specified of 4"). The windows are contiguous frames.
-        data = tf.strings.reduce_join(records.batch(count).get_single_element())
-        x = tf.reshape(tf.io.decode_raw(data, self.dtype, little_endian=True), [-1, self.bands])
-        index = (start + tf.range(crop_frames)) % frames - first * w  # as FrameStore.crops (tiles short tracks)
-        return tf.gather(x, index)
+    def _select(self, ids):
+        """(rowids, frames) of windows `ids` (sorted, unique), in that order."""
+        query = ("SELECT id, frames FROM windows WHERE id IN ("
+                 + tf.strings.reduce_join(tf.strings.as_string(ids), separator=",") + ") ORDER BY id")
+        rows = tf.data.experimental.SqlDataset("sqlite", self._uri, query, (tf.int64, tf.string))
+        # All rows as one element (`reduce` would loop over them one at a time).
+        return rows.batch(tf.size(ids, tf.int64)).get_single_element()
