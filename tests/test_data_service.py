@@ -234,3 +234,48 @@ def test_training_reads_its_batches_from_the_service(tiny_records, service, tmp_
     assert 0 < summary["validation"]["PR-AUC-macro"] <= 1
     with pytest.raises(ValueError, match="grpc://HOST:PORT"):
         TrainConfig(data_service="localhost").validate()
+
+
+def _shares(records, address=None):
+    """Each of two trainers' batches as `trainer.training_data` gives them (`worker=(i, 2)`), made locally or,
+    with `address`, by the service (a job per trainer): per trainer, the sorted digests of its batches."""
+    from tfmood.training.config import TrainConfig
+    from tfmood.training.trainer import training_data
+
+    cfg = TrainConfig(data=records, batch_size=8, crop_frames=CROP, crops_per_track=1, mixup_alpha=0.3, seed=2)
+    shares = []
+    for index in range(2):
+        ds, _ = training_data(cfg, records, (index, 2), address, reader="tf", epochs=(0, 2))
+        shares.append(sorted(_digest(x.numpy(), y.numpy()) for x, y in ds))
+    return shares
+
+
+def test_each_trainer_gets_its_own_share_from_the_service(ramp, in_process_service):
+    local, served = _shares(ramp[0]), _shares(ramp[0], in_process_service)
+    steps = len(framestore.ensure(ramp[0], "train")) // 8
+    assert len(local[0]) == len(local[1]) == 2 * steps and not set(local[0]) & set(local[1])
+    assert served == local  # trainer i: its own rows of every global batch, each once (in the workers' order)
+
+
+@pytest.mark.slow
+def test_two_trainers_train_on_batches_from_the_service(tiny_records, service, tmp_path):
+    """Several trainers (TF_CONFIG) + --data-service, all as processes: the run completes on both trainers,
+    they agree (one model, synchronized), the chief's summary is sane, and the service's workers live on."""
+    from test_distributed_cli import TINY, cluster_configs, finish, train
+
+    address, servers = service
+    args = [*TINY, "--data", tiny_records, "--epochs", "2", "--data-service", address]
+    logs = [tmp_path / f"trainer-{i}.log" for i in range(2)]
+    procs = [train(args, tmp_path, config, log=log) for config, log in zip(cluster_configs(), logs)]
+    finish(procs)
+    outputs = [log.read_text() for log in logs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
+    assert "with 2 replica(s)" in outputs[0]
+    lines = [[line for line in out.splitlines() if line.startswith(("epoch ", "Validation"))] for out in outputs]
+    assert len(lines[0]) >= 3 and lines[0] == [line.replace("workers/worker-1/", "") for line in lines[1]], lines
+    run = tmp_path / "runs" / "mobilenetv2"
+    summary = json.loads((run / "summary.json").read_text())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
+    assert 0 < summary["validation"]["PR-AUC-macro"] <= 1
+    assert all(proc.poll() is None for proc in servers)

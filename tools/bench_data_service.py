@@ -25,10 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_pipeline as bench  # noqa: E402  (the data, the timing loop and the read counter)
-
 ROOT = Path(__file__).resolve().parents[1]
+# This checkout's tfmood in this process too (its children get it through PYTHONPATH), not whichever one an
+# editable install points at: "readers alone" times the reader being benchmarked.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
+import bench_pipeline as bench  # noqa: E402  (the data, the timing loop and the read counter)
 
 
 def dataset(records, reader, crops_per_track, epochs=None):
