@@ -260,14 +260,20 @@ def test_each_trainer_gets_its_own_share_from_the_service(ramp, in_process_servi
 @pytest.mark.slow
 def test_two_trainers_train_on_batches_from_the_service(tiny_records, service, tmp_path):
     """Several trainers (TF_CONFIG) + --data-service, all as processes: the run completes on both trainers,
-    they agree (one model, synchronized), the chief's summary is sane, and the service's workers live on."""
+    they agree (one model, synchronized), the chief's summary is sane, the service's workers read the run's
+    crops (the trainers did not make their batches themselves) and live on. (Each trainer's share:
+    `test_each_trainer_gets_its_own_share_from_the_service`.)"""
     from test_distributed_cli import TINY, cluster_configs, finish, train
 
     address, servers = service
     args = [*TINY, "--data", tiny_records, "--epochs", "2", "--data-service", address]
     logs = [tmp_path / f"trainer-{i}.log" for i in range(2)]
+    read_before = sum(_read_bytes(proc.pid) for proc in servers[1:])
     procs = [train(args, tmp_path, config, log=log) for config, log in zip(cluster_configs(), logs)]
     finish(procs)
+    store = framestore.ensure(tiny_records, "train")
+    crops = 2 * (pipeline.crop_counts(store.frames, CROP).sum() // 8 * 8)  # 2 epochs of global batches, no mixup
+    assert sum(_read_bytes(proc.pid) for proc in servers[1:]) - read_before >= crops * CROP * store.row_bytes
     outputs = [log.read_text() for log in logs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
     assert "with 2 replica(s)" in outputs[0]
@@ -279,3 +285,9 @@ def test_two_trainers_train_on_batches_from_the_service(tiny_records, service, t
     assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
     assert 0 < summary["validation"]["PR-AUC-macro"] <= 1
     assert all(proc.poll() is None for proc in servers)
+
+
+def _read_bytes(pid):
+    """Bytes process `pid` has read through the read() family (/proc/PID/io `rchar`)."""
+    with open(f"/proc/{pid}/io") as f:
+        return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
