@@ -52,7 +52,10 @@ def distribute(dataset, service: str, job_name: str = None):
     `dataset` must be built for the service: `pipeline.train_dataset(..., reader="tf", epochs=(first, last))`
     (no Python in its graph; all its epochs in one iteration, so the trainer reads it with `steps_per_epoch`).
     Several trainers (TF_CONFIG) each give their own share of every global batch (`pipeline.worker_datasets`)
-    and get a job of their own (`job_name` None).
+    and get a job of their own (`job_name` None). Each job hands out its batches in the order its workers
+    finish them, so with several workers one step's shares generally come from different global batches:
+    each trainer still trains on each of its rows once, but a step is not the one-process run's, even with
+    `--deterministic` (tests/test_data_service.py checks the shares as multisets).
     """
     import tensorflow as tf
 
