@@ -4,6 +4,7 @@ two workers as real processes on 127.0.0.1 (`python -m tfmood.data_service`), ag
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,6 +67,23 @@ def test_tf_reader_crops_equal_frame_store_crops(tiny_records):
         for t, s in calls:
             got = read(tf.constant(t, tf.int32), tf.constant(s, tf.int32)).numpy()
             np.testing.assert_array_equal(got, store.crops(t, s, crop))
+
+
+def test_tf_reader_stops_with_a_clear_error_when_its_windows_are_rebuilt_or_gone(tiny_records, tmp_path):
+    store = framestore.ensure(tiny_records, "train")
+    copy = tmp_path / "tf-windows"
+    shutil.copytree(tf_reader.ensure(store, tf_reader.window_frames_for(CROP)).folder, copy)
+    windows = tf_reader.WindowStore(store, str(copy))
+    read = tf.function(lambda t, s: windows.crops(t, s, CROP))
+    tracks, starts = tf.constant([0, 1]), tf.constant([0, 3])
+    np.testing.assert_array_equal(read(tracks, starts).numpy(), store.crops([0, 1], [0, 3], CROP))
+    meta = json.loads((copy / tf_reader.WINDOWS_JSON).read_text())
+    (copy / tf_reader.WINDOWS_JSON).write_text(json.dumps({**meta, "fingerprint": "another store"}))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rebuilt after this dataset was made"):
+        read(tracks, starts)
+    shutil.rmtree(copy)  # as on a service worker that does not see the store (SqlDataset itself would crash)
+    with pytest.raises(tf.errors.NotFoundError, match=tf_reader.WINDOWS_JSON):
+        read(tracks, starts)
 
 
 def test_tf_reader_gives_the_same_batches_as_the_numpy_reader(tiny_records):

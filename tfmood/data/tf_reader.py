@@ -128,6 +128,9 @@ class WindowStore:
         self.dtype = tf.as_dtype(store.dtype.newbyteorder("="))
         self.path = os.path.join(os.path.abspath(folder), WINDOWS_DB)
         self._uri = f"file:{urllib.parse.quote(self.path)}?mode=ro&immutable=1"
+        self._json = os.path.join(os.path.abspath(folder), WINDOWS_JSON)
+        with open(self._json, "rb") as f:
+            self._meta = f.read()
         self._first = tf.constant(first_window(store.frames, self.window_frames), tf.int64)
         self._frames = tf.constant(store.frames, tf.int32)
 
@@ -159,6 +162,14 @@ class WindowStore:
         """(rowids, frames) of windows `ids` (sorted, unique), in that order."""
         query = ("SELECT id, frames FROM windows WHERE id IN ("
                  + tf.strings.reduce_join(tf.strings.as_string(ids), separator=",") + ") ORDER BY id")
-        rows = tf.data.experimental.SqlDataset("sqlite", self._uri, query, (tf.int64, tf.string))
+        # First the windows' description, as read when the graph was made: where the worker cannot see the
+        # store, NotFound names the file (TF 2.21's SqlDataset crashes the process on a missing database), and
+        # a store rebuilt since (other rowids) stops the run instead of giving other crops. The path depends on
+        # `ids` (an empty suffix): a constant path's read would be folded into the graph once, not made per call.
+        meta = tf.io.read_file(self._json + tf.strings.substr(tf.strings.as_string(ids[:1]), 0, 0)[0])
+        check = tf.debugging.assert_equal(meta, tf.constant(self._meta), message=(
+            f"{self.folder} was rebuilt after this dataset was made: make the dataset again"))
+        with tf.control_dependencies([check]):
+            rows = tf.data.experimental.SqlDataset("sqlite", self._uri, query, (tf.int64, tf.string))
         # All rows as one element (`reduce` would loop over them one at a time).
         return rows.batch(tf.size(ids, tf.int64)).get_single_element()
