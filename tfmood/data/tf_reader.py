@@ -6,7 +6,8 @@ TensorFlow has no op that reads a byte range of a raw file: `FixedLengthRecordDa
 reads through the bytes it skips (measured: a crop 150 MB into a shard read 408 crops' worth), and
 `read_file` reads the whole file. `TFRecordDatasetV2`'s `byte_offsets` seek, but one offset per *file*
 (a file is read from its offset to its end), so a crop needs a dataset of its own: ~0.5 ms per crop,
-measured, most of it making the dataset (BENCHMARKS.md, "Input pipeline on tf.data service").
+measured (~0.15 ms to make the dataset, ~75 us per window read; BENCHMARKS.md, "Input pipeline on tf.data
+service"), against ~0.16 ms here.
 
 So this reader keeps the frame store's frames once more in an SQLite file, `windows.sqlite`, one row per
 window of `window_frames` frames (`windows(id INTEGER PRIMARY KEY, frames BLOB)`; the store's tracks in
