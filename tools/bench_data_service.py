@@ -11,8 +11,8 @@ with the frame store's `numpy_function` reader (`numpy`); the same with the pure
 service's workers run); the trainer's dataset through a dispatcher and N workers started as processes of
 `python -m tfmood.data_service` on this machine (`service-N`). Reported: crops/s, crops/s per core of this
 machine, and read amplification (bytes read by the loader's processes, the workers' included, over the
-crops' own bytes). `--readers` first times the two readers alone. On one machine the service only adds its overhead (the workers share these cores): what
-it buys is more machines' cores, N workers' worth.
+crops' own bytes). `--readers` first times the two readers alone. On one machine the service only adds its
+overhead (the workers share these cores): what it buys is more machines' cores, N workers' worth.
 """
 
 import argparse
