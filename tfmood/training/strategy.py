@@ -215,7 +215,8 @@ def prepare_fit(model, dataset):
     is with `distribute_datasets_from_function` (split further into per-replica batches when a worker has
     several GPUs). Every worker runs the same number of steps (the collectives wait for all workers), and one
     step's shares make up the one-process global batch (bit-equal with `--deterministic`, which also keeps
-    the batches in plan order on every worker). The strategy's own splitting (auto-sharding) is not used:
+    the batches in plan order on every worker; not with `--data-service`, whose workers hand each trainer its
+    batches in the order they finish them: docs/training.md). The strategy's own splitting (auto-sharding) is not used:
     DATA sharding has every worker read and augment every batch, then drop the others' rows; FILE sharding
     gives workers whole shards of unequal length.
 
