@@ -201,8 +201,11 @@ def _end_live_iterators():
     clears the module that holds the iterator (a script's `it = iter(ds)`), waits for that read forever.
     atexit hooks run before finalization: destroying an iterator here, as `del it` would, lets its reads end.
     """
-    from tensorflow.python.data.ops import iterator_ops  # no public type for what `iter(dataset)` returns
+    from tensorflow.python.data.ops import iterator_ops, multi_device_iterator_ops  # no public types
 
     for obj in gc.get_objects():
         if issubclass(type(obj), iterator_ops.OwnedIterator):
             obj.__dict__.pop("_iterator_resource", None)  # the last reference: the destructor runs now
+        elif issubclass(type(obj), multi_device_iterator_ops.OwnedMultiDeviceIterator):  # tf.distribute's
+            obj.__dict__.clear()  # its resource is also held by its per-device datasets and their functions
+    gc.collect()  # those hold it in reference cycles
