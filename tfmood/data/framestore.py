@@ -14,8 +14,11 @@ interrupted build leaves nothing that passes for a store. The TFRecords stay the
 reads them in TSV order); the store can be deleted at any time.
 """
 
+import atexit
 import contextlib
 import fcntl
+import functools
+import gc
 import hashlib
 import json
 import os
@@ -139,6 +142,7 @@ class FrameStore:
             self.track_id, self.labels = index["track_id"], index["labels"].astype(np.float32)
         self._fds, self._lock = {}, threading.Lock()
         self.row_bytes = self.bands * self.dtype.itemsize
+        _end_iterators_at_exit()  # a process that reads crops must not hang at exit: see _end_live_iterators
 
     def __len__(self):
         return len(self.shard)
@@ -181,3 +185,33 @@ class FrameStore:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+@functools.cache  # once per process
+def _end_iterators_at_exit():
+    atexit.register(_end_live_iterators)
+
+
+def _end_live_iterators():
+    """atexit: destroy the process's live tf.data iterators while Python still serves their reading threads.
+
+    Why: once the interpreter is finalizing, CPython ends (`pthread_exit`) any other thread that takes the GIL.
+    A crop read in flight then (`crops` runs in a `numpy_function` on a TF thread and lets go of the GIL in
+    `preadv`) never returns, and the iterator's destructor, which the finalizing interpreter runs when it
+    clears the module that holds the iterator (a script's `it = iter(ds)`), waits for that read forever.
+    atexit hooks run before finalization: destroying an iterator here, as `del it` would, lets its reads end.
+    (A check in `crops` cannot help: the thread ends as it takes the GIL back, before any Python runs.) Every
+    live iterator goes, not only those reading a store: the process is ending, and any pipeline that runs
+    Python can hang it the same way.
+    """
+    from tensorflow.python.data.ops import iterator_ops, multi_device_iterator_ops  # no public types
+
+    cycles = False
+    for obj in gc.get_objects():
+        if issubclass(type(obj), iterator_ops.OwnedIterator):
+            obj.__dict__.pop("_iterator_resource", None)  # the last reference: the destructor runs now
+        elif issubclass(type(obj), multi_device_iterator_ops.OwnedMultiDeviceIterator):  # tf.distribute's
+            obj.__dict__.clear()  # its resource is also held by its per-device datasets and their functions,
+            cycles = True  # in reference cycles
+    if cycles:
+        gc.collect()  # ~1 s in a trainer's process: only when needed
