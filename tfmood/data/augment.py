@@ -103,11 +103,15 @@ def spec_augment_masks(batch, bands, frames, probability=0.7, time_masks=2, freq
     return fmask, tmask, apply
 
 
-def apply_masks(x, fmask, tmask, apply):
+def apply_masks(x, fmask, tmask, apply, time_major=False):
     """Fill the masked cells of `x [batch, bands, frames]` with each example's minimum: one select over
-    the batch, with the mask broadcast from `[batch, bands, 1] | [batch, 1, frames]`."""
+    the batch, with the mask broadcast from `[batch, bands, 1] | [batch, 1, frames]`. `time_major`: `x` is
+    `[batch, frames, bands]` (the same cells, transposed)."""
     fill = tf.reduce_min(x, axis=[1, 2], keepdims=True)
-    cells = apply[:, None, None] & (fmask[:, :, None] | tmask[:, None, :])
+    if time_major:
+        cells = apply[:, None, None] & (tmask[:, :, None] | fmask[:, None, :])
+    else:
+        cells = apply[:, None, None] & (fmask[:, :, None] | tmask[:, None, :])
     return tf.where(cells, fill, x)
 
 
