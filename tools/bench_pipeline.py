@@ -216,6 +216,38 @@ def _child(*args):
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
+def run_loaders(args, n, loaders):
+    """Build `n` tracks' data, run every loader `args.rounds` times in turn and print each one's best round
+    against the naive loader's."""
+    from tfmood.data import framestore
+    workdir = Path(args.workdir) / f"tracks-{n}"
+    built = {}
+    for dtype in args.dtype:
+        _, source = make_data(workdir, n, dtype=dtype)
+        t0 = time.perf_counter()
+        framestore.ensure(str(workdir / records_name(dtype)), "train")
+        built[dtype] = time.perf_counter() - t0
+    results = {}
+    for _ in range(args.rounds):
+        for kind, dtype, mode in loaders:
+            r = _child("--child", kind, "--tracks", n, "--workdir", args.workdir, "--seconds", args.seconds,
+                       "--dtype", dtype, "--augment-on", mode)[0]
+            best = results.get((kind, dtype, mode))
+            results[(kind, dtype, mode)] = r if best is None or r["crops_per_s"] > best["crops_per_s"] else best
+    if not results:  # --rounds 0: only --components / --recipes
+        return
+    print(f"{n} tracks ({source}); frame store ready in "
+          + ", ".join(f"{t:.1f} s ({d})" for d, t in built.items()) + " (built once per records folder); "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
+    base = results[("naive", "float32", "pipeline")]
+    for (kind, dtype, mode), r in results.items():
+        mode = "" if kind == "naive" else f"aug: {mode}"
+        print(f"  {kind:12s} {dtype:8s} {mode:14s} {r['crops_per_s']:7.0f} crops/s ({r['crops_per_s'] / base['crops_per_s']:4.1f}x "
+              f"naive, {r['per_core']:6.0f}/core)  {r['per_cpu_s']:6.0f} crops/CPU-s "
+              f"({r['per_cpu_s'] / base['per_cpu_s']:4.1f}x)  read ampl. {r['read_amplification']:5.2f}x  "
+              f"peak RSS {r['peak_rss_mb']:5.0f} MB")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tracks", type=int, nargs="+", default=[100, 200])
@@ -249,32 +281,7 @@ def main(argv=None):
     loaders = [("naive", "float32", "pipeline")] + [(k, d, m) for m in args.augment_on for d in args.dtype
                                                      for k in LOADERS if k != "naive"]
     for n in args.tracks:
-        workdir = Path(args.workdir) / f"tracks-{n}"
-        built = {}
-        for dtype in args.dtype:
-            _, source = make_data(workdir, n, dtype=dtype)
-            t0 = time.perf_counter()
-            framestore.ensure(str(workdir / records_name(dtype)), "train")
-            built[dtype] = time.perf_counter() - t0
-        results = {}
-        for _ in range(args.rounds):
-            for kind, dtype, mode in loaders:
-                r = _child("--child", kind, "--tracks", n, "--workdir", args.workdir, "--seconds", args.seconds,
-                           "--dtype", dtype, "--augment-on", mode)[0]
-                best = results.get((kind, dtype, mode))
-                results[(kind, dtype, mode)] = r if best is None or r["crops_per_s"] > best["crops_per_s"] else best
-        if not results:  # --rounds 0: only --components / --recipes
-            continue
-        print(f"{n} tracks ({source}); frame store ready in "
-              + ", ".join(f"{t:.1f} s ({d})" for d, t in built.items()) + " (built once per records folder); "
-              f"load average {os.getloadavg()[0]:.1f} at the end")
-        base = results[("naive", "float32", "pipeline")]
-        for (kind, dtype, mode), r in results.items():
-            mode = "" if kind == "naive" else f"aug: {mode}"
-            print(f"  {kind:12s} {dtype:8s} {mode:14s} {r['crops_per_s']:7.0f} crops/s ({r['crops_per_s'] / base['crops_per_s']:4.1f}x "
-                  f"naive, {r['per_core']:6.0f}/core)  {r['per_cpu_s']:6.0f} crops/CPU-s "
-                  f"({r['per_cpu_s'] / base['per_cpu_s']:4.1f}x)  read ampl. {r['read_amplification']:5.2f}x  "
-                  f"peak RSS {r['peak_rss_mb']:5.0f} MB")
+        run_loaders(args, n, loaders)
     if args.components:
         rows = _child("--child", "components", "--tracks", args.tracks[0], "--workdir", args.workdir,
                       "--seconds", args.seconds)

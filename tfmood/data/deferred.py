@@ -133,6 +133,13 @@ def _finish_rows(x, masks=None, partner=None, partner_masks=None, lam=None, time
 _fused_finish = tf.function(_finish_rows, jit_compile=True)
 
 
+def finisher(crop_transforms=()):
+    """`finish` for a run's `crop_transforms` specs (`TrainConfig.crop_transforms`): what the training step and
+    SWA's BN pass call on each batch."""
+    transforms = recipe_augment.build(crop_transforms)
+    return lambda x: finish(x, transforms)
+
+
 def finished_spec(spec):
     """The element spec `(x, y, ...)` of finished batches for `spec` (the same spec when it is finished)."""
     x, *rest = spec

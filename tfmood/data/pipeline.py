@@ -109,16 +109,7 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
     store = framestore.ensure(records_dir, split)
     plan, steps = _epoch_plan(store, crop_frames, crops_per_track, batch_size)
 
-    if epochs is None:
-        # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
-        # Datasets built on this one `stream` object share its iteration count, hence their epoch seeds.
-        stream = seeds.stream(seed, seeds.STREAM_PLAN).take(1)
-
-        def source():
-            return stream.flat_map(plan).apply(tf.data.experimental.assert_cardinality(steps))  # a total for Keras
-    else:
-        def source():
-            return _epochs_plan(plan, steps, epochs, seed)
+    source = _plan_source(plan, steps, seed, epochs)
     labels = tf.constant(store.labels)
     tag_counts = [manifest["splits"][split]["tag_counts"][t] for t in manifest["tags"]]
     transforms = recipe_augment.build(crop_transforms)
@@ -139,8 +130,10 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         return tf.ensure_shape(x, [n, crop_frames, bands])
 
     def load(batch_seed, tracks, starts, worker=None):
-        if augment_on == "device":
-            return load_deferred(batch_seed, tracks, starts, worker)
+        if augment_on == "device":  # drawn for the whole global batch, then only this worker's rows read
+            d = deferred.draws(batch_size, bands, crop_frames, batch_seed, transforms, spec_augment)
+            return _deferred_share(read, tracks, starts, batch_labels(tracks), d, batch_seed, batch_size, worker,
+                                   mixup_alpha)
         if worker is None:
             x = read(tracks, starts, batch_size)
         else:  # only this worker's rows (and their mixup partners), at their places in the global batch
@@ -160,35 +153,46 @@ def _train_datasets(records_dir, split, batch_size, crop_frames, crops_per_track
         y = tf.gather(labels, tracks)
         return augment.rarest_tag(y, tag_counts) if label_balancing else y
 
-    def load_deferred(batch_seed, tracks, starts, worker):
-        """This worker's rows of the global batch (all of them without `worker`), deferred: drawn for the whole
-        global batch, then only the rows read (and, with mixup, their partners) and kept."""
-        y = batch_labels(tracks)
-        d = deferred.draws(batch_size, bands, crop_frames, batch_seed, transforms, spec_augment)
-        if worker is None:  # every row: no gathers
-            x = read(tracks, starts, batch_size)
-            rows = lambda t: t  # noqa: E731
-        else:
-            n = batch_size // worker[1]
-            own = tf.range(worker[0] * n, (worker[0] + 1) * n)
-            x = read(tf.gather(tracks, own), tf.gather(starts, own), n)
-            rows = lambda t: deferred.gather_rows(t, own)  # noqa: E731
-        if not mixup_alpha:
-            return deferred.pack(x, rows(d)), rows(y)
-        lam, perm = augment.mixup_draws(batch_size, mixup_alpha, batch_seed)
-        partners = rows(perm)
-        # The whole batch holds every partner (a copy, no read); a share mostly not: read them.
-        px = tf.gather(x, partners) if worker is None else read(tf.gather(tracks, partners),
-                                                                tf.gather(starts, partners), n)
-        x = deferred.pack(x, rows(d), rows(lam), px, deferred.gather_rows(d, partners))
-        return x, rows(augment.blend(y, lam, perm))
-
     def batches(worker):
         ds = source().map(lambda *e: load(*e, worker=worker), num_parallel_calls=AUTOTUNE,
                           deterministic=deterministic)
         return ds.prefetch(AUTOTUNE)
 
     return [batches(worker) for worker in workers]
+
+
+def _plan_source(plan, steps, seed, epochs):
+    """`source()`: a dataset of the plan's `(batch seed, tracks, starts)` for one epoch (`epochs` None), or for
+    epochs `first .. last - 1` (`_epochs_plan`)."""
+    if epochs is not None:
+        return lambda: _epochs_plan(plan, steps, epochs, seed)
+    # One element per epoch: a new epoch seed at every iteration of the dataset (Keras re-iterates per epoch).
+    # Datasets built on this one `stream` object share its iteration count, hence their epoch seeds.
+    stream = seeds.stream(seed, seeds.STREAM_PLAN).take(1)
+    return lambda: stream.flat_map(plan).apply(tf.data.experimental.assert_cardinality(steps))  # a total for Keras
+
+
+def _deferred_share(read, tracks, starts, y, d, batch_seed, batch_size, worker, mixup_alpha):
+    """Rows of a global batch (`tracks`, `starts`, labels `y`, per-row draws `d`) as a deferred batch
+    (`tfmood.data.deferred`): all of them without `worker`, else worker `(index, count)`'s share; only those
+    rows' crops are read (`read(tracks, starts, n)`) and, with mixup, their partners'."""
+    if worker is None:  # every row: no gathers
+        x = read(tracks, starts, batch_size)
+        rows = lambda t: t  # noqa: E731
+    else:
+        n = batch_size // worker[1]
+        own = tf.range(worker[0] * n, (worker[0] + 1) * n)
+        x = read(tf.gather(tracks, own), tf.gather(starts, own), n)
+        rows = lambda t: deferred.gather_rows(t, own)  # noqa: E731
+    if not mixup_alpha:
+        return deferred.pack(x, rows(d)), rows(y)
+    lam, perm = augment.mixup_draws(batch_size, mixup_alpha, batch_seed)
+    partners = rows(perm)
+    # The whole batch holds every partner (a copy, no read); a share mostly not: read them.
+    px = tf.gather(x, partners) if worker is None else read(tf.gather(tracks, partners),
+                                                            tf.gather(starts, partners), n)
+    x = deferred.pack(x, rows(d), rows(lam), px, deferred.gather_rows(d, partners))
+    return x, rows(augment.blend(y, lam, perm))
 
 
 def _epoch_plan(store, crop_frames, crops_per_track, batch_size):

@@ -214,8 +214,3 @@ def apply_drawn(x, fns, draws):
         x = fn.apply(x, d)
     return x
 
-
-def apply(x, y, seed, fns):
-    """Run `fns` in order on one batch (draws, then application)."""
-    shape = tf.shape(x)
-    return apply_drawn(x, fns, draw(fns, shape[0], shape[1], shape[2], seed)), y

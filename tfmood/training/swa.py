@@ -320,9 +320,8 @@ def attach(callbacks: list, cfg, run_dir: str, records: str, train_data) -> list
 
     evaluation = dict(records_dir=records, split="validation", crop_frames=cfg.crop_frames,
                       segments=cfg.eval_segments, batch_size=cfg.batch_size)
-    from tfmood.data import deferred, recipe_augment
-    transforms = recipe_augment.build(cfg.crop_transforms)
+    from tfmood.data import deferred
     callback = SWA(cfg.swa_start, cfg.swa_every, train_data, run_dir, evaluation, cfg.swa_keep, cfg.swa_bn_batches,
-                   finish=lambda x: deferred.finish(x, transforms))
+                   finish=deferred.finisher(cfg.crop_transforms))
     at = next((i for i, c in enumerate(callbacks) if isinstance(c, TrackEvaluation)), 0)
     return callbacks[:at] + [callback] + callbacks[at:]

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfmood import models
-from tfmood.data import band_stats, deferred, demo, pipeline, recipe_augment
+from tfmood.data import band_stats, deferred, demo, pipeline
 from tfmood.data.convert import read_manifest
 from tfmood.evaluation.metrics import official_metrics
 from tfmood.evaluation.thresholds import decide, fit_thresholds, save_thresholds
@@ -114,12 +114,11 @@ def finish_in_step(model, cfg: TrainConfig, spec) -> None:
     co-teaching pair's or any other. Keras builds the model's metrics from the finished batches' spec."""
     if not deferred.is_deferred(spec[0]):
         return
-    transforms = recipe_augment.build(cfg.crop_transforms)
-    step, build = model.train_step, model._maybe_symbolic_build
+    finish, step, build = deferred.finisher(cfg.crop_transforms), model.train_step, model._maybe_symbolic_build
 
     def train_step(data):
         x, *rest = data
-        return step((deferred.finish(x, transforms), *rest))
+        return step((finish(x), *rest))
     model.train_step = train_step  # instance attributes: this model only
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=deferred.finished_spec(spec))
 
